@@ -1,0 +1,1 @@
+"""Detector: before/after imagery in, disturbance patches (扰动图斑) out."""

@@ -1,0 +1,162 @@
+"""Training-free spectral change rule: new bare soil = vegetation lost + ground brightened/roughened.
+
+The reference every learned model must beat, and a usable detector on its own. All thresholds are
+fields of :class:`SpectralConfig`, so a bureau can tune them (``--model-config baseline.yaml``).
+
+Evidence, per pixel, on the [0, 1] inputs of :mod:`models.base` (both dates on one scale):
+- vegetation index: NDVI when a NIR band is present, else the normalised excess-green index
+  ``(2g - r - b) / (r + g + b)``, which separates green canopy from soil in RGB imagery;
+- ``veg_drop``: before minus after vegetation index (construction strips vegetation);
+- ``bright_rise``: after minus before brightness (fresh soil and spoil are brighter than crops);
+- ``change``: Euclidean distance between the dates over all bands (change vector magnitude);
+- ``texture_rise``: rise of local brightness standard deviation (pits, heaps, site roads).
+These are combined linearly into a score, turned into a probability with a logistic function, and
+gated by "the after-image is not vegetated", so crops greening up or trees planted are not flagged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from models.base import RGB, ModelInfo
+from models.errors import BandsError
+
+__all__ = ["SpectralConfig", "SpectralBaseline"]
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    """Weights and thresholds of the rule; unitless on the [0, 1] input scale."""
+
+    smooth_px: int = 3  # box filter before comparing dates: tolerates ~1 px misregistration
+    texture_px: int = 7  # window for local standard deviation
+    w_veg_drop: float = 2.5
+    w_bright_rise: float = 2.0
+    w_change: float = 2.0
+    w_texture_rise: float = 1.0
+    score_offset: float = 0.55  # score at which probability is 0.5
+    score_scale: float = 0.08  # logistic softness of the score
+    veg_max_rgb: float = 0.10  # after-image excess-green above this counts as vegetated
+    veg_max_nir: float = 0.30  # after-image NDVI above this counts as vegetated
+    veg_gate_scale: float = 0.04
+    bare_min_brightness: float = 0.35  # single-date mode: bare soil is at least this bright
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not np.isfinite(value):
+                raise ValueError(f"{f.name} must be finite, got {value!r}")
+        if self.smooth_px < 1 or self.texture_px < 1:
+            raise ValueError("smooth_px and texture_px must be at least 1")
+        if self.score_scale <= 0 or self.veg_gate_scale <= 0:
+            raise ValueError("score_scale and veg_gate_scale must be positive")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> SpectralConfig:
+        """Build from a dict (e.g. parsed YAML); unknown keys are an error that names them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown baseline settings {unknown!r}; known: {sorted(known)!r}")
+        return replace(cls(), **{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+
+
+class SpectralBaseline:
+    """The spectral rule as a :class:`models.base.ChangeModel` (no training, numpy only)."""
+
+    def __init__(self, *, config: SpectralConfig | None = None) -> None:
+        self.config = config or SpectralConfig()
+        margin = max(self.config.smooth_px, self.config.texture_px) + 2
+        self.info = ModelInfo(
+            name="baseline",
+            version="1",
+            required_bands=RGB,
+            optional_bands=("nir",),
+            threshold=self.config.threshold,
+            margin_px=margin,
+            tile_size=1024,
+            batch_size=1,
+            single_date=True,
+            resolution_m=(0.1, 30.0),
+            extra={"config": self.config.as_dict()},
+        )
+
+    def __repr__(self) -> str:
+        return f"SpectralBaseline(config={self.config!r})"
+
+    def predict(self, x: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+        if x.ndim != 5 or x.shape[1] not in (1, 2):
+            raise ValueError(f"x must be (batch, 1|2, bands, h, w), got shape {x.shape!r}")
+        bands = list(bands)
+        if bands[:3] != list(RGB) or len(bands) != x.shape[2]:
+            raise BandsError(f"bands must start with red, green, blue and match x; got {bands!r}")
+        nir = bands.index("nir") if "nir" in bands else None
+        out = np.empty((x.shape[0], x.shape[3], x.shape[4]), dtype=np.float32)
+        for i in range(x.shape[0]):  # batch is small; each item is a whole window
+            if x.shape[1] == 2:
+                out[i] = self._change(x[i, 0], x[i, 1], nir)
+            else:
+                out[i] = self._bare(x[i, 0], nir)
+        return out
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _smooth(self, img: np.ndarray) -> np.ndarray:
+        size = (1, self.config.smooth_px, self.config.smooth_px)
+        return ndimage.uniform_filter(img.astype(np.float32, copy=False), size=size, mode="nearest")
+
+    def _veg(self, img: np.ndarray, nir: int | None) -> np.ndarray:
+        r, g, b = img[0], img[1], img[2]
+        if nir is not None:
+            return (img[nir] - r) / (img[nir] + r + _EPS)
+        return (2 * g - r - b) / (r + g + b + _EPS)
+
+    def _veg_gate(self, veg_after: np.ndarray, nir: int | None) -> np.ndarray:
+        limit = self.config.veg_max_nir if nir is not None else self.config.veg_max_rgb
+        return _sigmoid((limit - veg_after) / self.config.veg_gate_scale)
+
+    def _texture(self, brightness: np.ndarray) -> np.ndarray:
+        k = self.config.texture_px
+        mean = ndimage.uniform_filter(brightness, size=k, mode="nearest")
+        sq = ndimage.uniform_filter(brightness * brightness, size=k, mode="nearest")
+        return np.sqrt(np.maximum(sq - mean * mean, 0.0))
+
+    def _change(self, before: np.ndarray, after: np.ndarray, nir: int | None) -> np.ndarray:
+        c = self.config
+        b_s, a_s = self._smooth(before), self._smooth(after)
+        veg_b, veg_a = self._veg(b_s, nir), self._veg(a_s, nir)
+        bright_b, bright_a = b_s[:3].mean(axis=0), a_s[:3].mean(axis=0)
+        change = np.sqrt(((a_s - b_s) ** 2).mean(axis=0))
+        texture_rise = self._texture(bright_a) - self._texture(bright_b)
+        score = (
+            c.w_veg_drop * np.clip(veg_b - veg_a, 0.0, None)
+            + c.w_bright_rise * np.clip(bright_a - bright_b, 0.0, None)
+            + c.w_change * change
+            + c.w_texture_rise * np.clip(texture_rise, 0.0, None)
+        )
+        prob = _sigmoid((score - c.score_offset) / c.score_scale) * self._veg_gate(veg_a, nir)
+        return prob.astype(np.float32)
+
+    def _bare(self, after: np.ndarray, nir: int | None) -> np.ndarray:
+        c = self.config
+        a_s = self._smooth(after)
+        brightness = a_s[:3].mean(axis=0)
+        # soil reflects more red than blue; shadows, water and most roofs do not
+        redness = (a_s[0] - a_s[2]) / (a_s[0] + a_s[2] + _EPS)
+        bright = _sigmoid((brightness - c.bare_min_brightness) / c.score_scale)
+        soil = _sigmoid(redness / 0.05)
+        return (bright * soil * self._veg_gate(self._veg(a_s, nir), nir)).astype(np.float32)

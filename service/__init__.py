@@ -1,0 +1,1 @@
+"""soilwatch service package (see README)."""

@@ -1,0 +1,110 @@
+"""The ``soilwatch`` command: one thin group that collects subcommands from entry points.
+
+Each package registers its commands under the ``soilwatch.commands`` entry-point group (see
+pyproject.toml), as ``rio`` collects its plugins; nothing here imports a package directly, so no
+package depends on the one above it.
+
+Exit codes: 0 ok, 2 usage error, 1 any other failure. An error is one line on stderr unless
+``--debug`` is given, which shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import entry_points
+
+import click
+import typer
+
+from soilwatch import __version__
+
+__all__ = ["app", "main"]
+
+ENTRY_POINT_GROUP = "soilwatch.commands"
+
+app = typer.Typer(
+    name="soilwatch",
+    help="Soil-and-water-conservation remote-sensing supervision: find disturbance patches (扰动图斑) "
+    "in before/after imagery and check them against the approved-project list.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"soilwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    if quiet:
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _state["debug"] = debug
+
+
+def _load_commands() -> None:
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        obj = ep.load()
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=ep.name)
+        else:
+            app.command(name=ep.name)(obj)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (also used by tests)."""
+    _load_commands()
+    args = sys.argv[1:] if argv is None else argv
+    _state["debug"] = "--debug" in args
+    try:
+        app(args=args, prog_name="soilwatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        name = "" if _is_ours(exc) else f"{type(exc).__name__}: "
+        click.echo(f"error: {name}{exc}", err=True)
+        return 1
+    return 0
+
+
+def _is_ours(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in {"detector", "models", "training", "service"}
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

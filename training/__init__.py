@@ -1,0 +1,1 @@
+"""soilwatch training package (see README)."""
