@@ -1,0 +1,255 @@
+"""Run a change model on every labelled pair and score it per set and overall.
+
+The model sees exactly what the detector gives it (:mod:`models.base`): both dates normalised by
+:func:`training.data.normalise_pair`, the bands it requires plus the optional ones the data has, and
+big images in windows of ``info.tile_size`` with ``info.margin_px`` of context on each side, which is
+thrown away, so windows join without seams. Probabilities are thresholded at ``info.threshold``
+(or an override) and scored with :mod:`training.metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.base import BAND_NAMES, ChangeModel
+from training.data import ChangePair, DataIndex, read_pair
+from training.errors import EvaluationError
+from training.metrics import (
+    HIT_COVER,
+    HIT_IOU,
+    OBJECT_RULE,
+    ObjectCounts,
+    PixelCounts,
+    min_area_px,
+    score_objects,
+    score_pixels,
+)
+
+__all__ = [
+    "EvalReport",
+    "PairResult",
+    "SetResult",
+    "evaluate",
+    "model_bands",
+    "predict_pair",
+    "score_pair",
+    "tile_windows",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Scores of one pair; ``min_area_px`` is the object-size cut used for it."""
+
+    set_name: str
+    name: str
+    pixel: PixelCounts
+    objects: ObjectCounts
+    min_area_px: int
+
+
+@dataclass
+class SetResult:
+    """Pooled scores of one set: pixel counts and object tallies added over its pairs."""
+
+    resolution_m: list[float] = field(default_factory=list)
+    pairs: list[PairResult] = field(default_factory=list)
+
+    @property
+    def pixel(self) -> PixelCounts:
+        return sum((p.pixel for p in self.pairs), PixelCounts())
+
+    @property
+    def objects(self) -> ObjectCounts:
+        return sum((p.objects for p in self.pairs), ObjectCounts())
+
+    def as_dict(self) -> dict[str, Any]:
+        res = sorted(set(round(r, 3) for r in self.resolution_m))
+        return {
+            "pixel": self.pixel.as_dict(),
+            "object": self.objects.as_dict(),
+            "pairs": len(self.pairs),
+            "resolution_m": res[0] if len(res) == 1 else res,
+            "per_pair": {
+                p.name: {"pixel": p.pixel.as_dict(), "object": p.objects.as_dict(), "min_area_px": p.min_area_px}
+                for p in self.pairs
+            },
+        }
+
+
+@dataclass
+class EvalReport:
+    """Everything :func:`evaluate` measured; :meth:`as_dict` is the JSON report."""
+
+    model: dict[str, Any]
+    data: str
+    rule: dict[str, Any]
+    sets: dict[str, SetResult]
+
+    @property
+    def overall_pixel(self) -> PixelCounts:
+        return sum((s.pixel for s in self.sets.values()), PixelCounts())
+
+    @property
+    def overall_objects(self) -> ObjectCounts:
+        return sum((s.objects for s in self.sets.values()), ObjectCounts())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "rule": self.rule,
+            "sets": {k: v.as_dict() for k, v in self.sets.items()},
+            "overall": {
+                "pixel": self.overall_pixel.as_dict(),
+                "object": self.overall_objects.as_dict(),
+                "pairs": sum(len(s.pairs) for s in self.sets.values()),
+            },
+        }
+
+
+def model_bands(model: ChangeModel, available: Sequence[str]) -> tuple[str, ...]:
+    """Bands to hand ``model``: its required bands plus the optional ones in ``available``, in
+    :data:`models.base.BAND_NAMES` order (RGB first). Raises :class:`EvaluationError` if a required one is missing."""
+    info = model.info
+    missing = [b for b in info.required_bands if b not in available]
+    if missing:
+        raise EvaluationError(
+            f"model {info.label!r} needs bands {missing!r} that the data lacks (has {tuple(available)!r}); "
+            "evaluate it on sets that have them (--sets)"
+        )
+    wanted = set(info.required_bands) | {b for b in info.optional_bands if b in available}
+    return tuple(b for b in BAND_NAMES if b in wanted)
+
+
+_Window = tuple[slice, slice]
+
+
+def tile_windows(h: int, w: int, tile_size: int, margin_px: int) -> Iterator[tuple[_Window, _Window]]:
+    """Windows covering an ``h`` x ``w`` image: yields ``(core, outer)`` pairs of ``(row, col)`` slices.
+
+    Cores tile the image without overlap, each at most ``tile_size - 2 * margin_px`` pixels a side;
+    the outer window adds up to ``margin_px`` of context on each side, clipped at the image edge. An
+    image no bigger than ``tile_size`` both ways is one window (core = outer = whole image).
+    """
+    if tile_size <= 2 * margin_px or margin_px < 0:
+        raise ValueError(f"tile_size {tile_size!r} must exceed twice margin_px {margin_px!r}")
+    if h <= tile_size and w <= tile_size:
+        whole = (slice(0, h), slice(0, w))
+        yield whole, whole
+        return
+    step = tile_size - 2 * margin_px
+    for r0 in range(0, h, step):
+        for c0 in range(0, w, step):
+            r1, c1 = min(r0 + step, h), min(c0 + step, w)
+            core = (slice(r0, r1), slice(c0, c1))
+            outer = (slice(max(0, r0 - margin_px), min(h, r1 + margin_px)),
+                     slice(max(0, c0 - margin_px), min(w, c1 + margin_px)))
+            yield core, outer
+
+
+def predict_pair(model: ChangeModel, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """Change probability float32 ``(h, w)`` for a normalised pair (float32 ``(bands, h, w)`` in [0, 1],
+    bands named by ``bands``), run in windows of ``model.info.tile_size`` with ``margin_px`` context."""
+    use = model_bands(model, bands)
+    idx = [list(bands).index(b) for b in use]
+    x = np.stack([before[idx], after[idx]])  # (2, c, h, w)
+    h, w = x.shape[-2:]
+    out = np.zeros((h, w), dtype=np.float32)
+    for core, outer in tile_windows(h, w, model.info.tile_size, model.info.margin_px):
+        window = np.ascontiguousarray(x[:, :, outer[0], outer[1]])[None]
+        prob = np.asarray(model.predict(window, use))
+        if prob.shape != (1, *window.shape[-2:]):
+            raise EvaluationError(
+                f"model {model.info.label!r} returned shape {prob.shape!r} for input {window.shape!r}; "
+                "predict must return (batch, h, w)"
+            )
+        rs = slice(core[0].start - outer[0].start, core[0].stop - outer[0].start)
+        cs = slice(core[1].start - outer[1].start, core[1].stop - outer[1].start)
+        out[core] = prob[0, rs, cs]
+    if not np.isfinite(out).all():
+        raise EvaluationError(f"model {model.info.label!r} returned NaN or infinite probabilities")
+    return out
+
+
+def score_pair(pair: ChangePair, prob: np.ndarray, threshold: float, min_area_m2: float) -> PairResult:
+    """Threshold ``prob`` (``>= threshold`` is change) and score it against the pair's label."""
+    pred = prob >= threshold
+    cut = min_area_px(min_area_m2, pair.resolution_m)
+    return PairResult(
+        set_name=pair.set_name,
+        name=pair.name,
+        pixel=score_pixels(pred, pair.label, pair.valid),
+        objects=score_objects(pred, pair.label, pair.valid, min_area_px=cut),
+        min_area_px=cut,
+    )
+
+
+def _describe_model(model: ChangeModel, spec: str) -> dict[str, Any]:
+    info = model.info
+    return {
+        "spec": spec,
+        "name": info.name,
+        "version": info.version,
+        "label": info.label,
+        "tile_size": info.tile_size,
+        "margin_px": info.margin_px,
+        "extra": info.extra,
+    }
+
+
+def evaluate(
+    model: ChangeModel,
+    index: DataIndex,
+    *,
+    spec: str | None = None,
+    threshold: float | None = None,
+    min_area_m2: float = 200.0,
+    on_pair: Callable[[PairResult], None] | None = None,
+) -> EvalReport:
+    """Run ``model`` on every pair of ``index`` and score it.
+
+    Args:
+        model: any :class:`models.base.ChangeModel`.
+        index: the pairs to run on (:func:`training.data.index_data`).
+        spec: how the model was named (registry name or weights path), recorded in the report.
+        threshold: probability at or above which a pixel is change; None = ``model.info.threshold``.
+        min_area_m2: predicted objects smaller than this (m²) are dropped before object scoring.
+        on_pair: called after each pair (progress reporting).
+    """
+    thr = model.info.threshold if threshold is None else float(threshold)
+    if not 0.0 < thr < 1.0 or math.isnan(thr):
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    min_area_px(min_area_m2, 1.0)  # validates min_area_m2 before any work
+    sets: dict[str, SetResult] = {}
+    for set_name, files in index.sets.items():
+        result = sets.setdefault(set_name, SetResult())
+        for f in files:
+            pair = read_pair(f)
+            prob = predict_pair(model, pair.before, pair.after, pair.bands)
+            pr = score_pair(pair, prob, thr, min_area_m2)
+            result.pairs.append(pr)
+            result.resolution_m.append(pair.resolution_m)
+            log.info("%s/%s: pixel F1 %.3f", set_name, f.name, pr.pixel.f1)
+            if on_pair is not None:
+                on_pair(pr)
+    rule = {
+        "threshold": thr,
+        "min_area_m2": min_area_m2,
+        "connectivity": 8,
+        "hit_iou": HIT_IOU,
+        "hit_cover": HIT_COVER,
+        "pixels": "valid pixels only; pixel scores of the thresholded map before any area filter; pooled by counts",
+        "objects": OBJECT_RULE,
+    }
+    return EvalReport(
+        model=_describe_model(model, spec or model.info.label), data=str(index.root), rule=rule, sets=sets
+    )
