@@ -1,0 +1,1 @@
+"""HTTP layer: dependencies, problem+json handlers and one router per resource."""

@@ -1,0 +1,158 @@
+"""Shared dependencies: settings, DB session, the current user, district scoping, owned-or-404."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import ColumnElement, Select, false
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from service.core.config import Settings
+from service.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from service.models import User
+from service.users import user_for_token
+from service.vocab import ROLE_RANK, Role
+
+__all__ = [
+    "get_settings_dep",
+    "get_session",
+    "get_current_user",
+    "require_role",
+    "DistrictScope",
+    "get_scope",
+    "get_owned_or_404",
+    "owned",
+    "SessionDep",
+    "UserDep",
+    "ScopeDep",
+    "SettingsDep",
+]
+
+T = TypeVar("T")
+_bearer = HTTPBearer(auto_error=False, description="API token from `soilwatch admin create-user`.")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; routes commit, anything uncommitted is rolled back."""
+    session: Session = request.app.state.sessionmaker()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_user(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    """The user owning the ``Authorization: Bearer`` token; 401 without a valid one."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise AuthenticationError(
+            "missing API token; send 'Authorization: Bearer <token>' (create one with soilwatch admin create-user)",
+            headers=challenge,
+        )
+    user = user_for_token(session, credentials.credentials.strip())
+    if user is None:
+        raise AuthenticationError(
+            f"API token {credentials.credentials[:6]!r}… is unknown or revoked; ask an administrator for a new one",
+            headers=challenge,
+        )
+    return user
+
+
+UserDep = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(minimum: Role) -> Callable[[User], User]:
+    """A dependency that lets through users whose role is at least ``minimum``."""
+
+    def check(user: UserDep) -> User:
+        if ROLE_RANK[Role(user.role)] < ROLE_RANK[minimum]:
+            raise PermissionDeniedError(f"role {user.role!r} may not do this; it needs {minimum.value!r} or higher")
+        return user
+
+    check.__name__ = f"require_{minimum.value}"
+    return check
+
+
+@dataclass(frozen=True)
+class DistrictScope:
+    """The districts a user sees: ``codes is None`` means all (admins and city-wide users)."""
+
+    user: User
+    codes: frozenset[str] | None
+
+    @classmethod
+    def of(cls, user: User) -> DistrictScope:
+        if user.all_districts or user.role == Role.admin:
+            return cls(user, None)
+        return cls(user, frozenset(user.district_codes))
+
+    def allows(self, code: str | None) -> bool:
+        if self.codes is None:
+            return True
+        return code is not None and code in self.codes
+
+    def check(self, code: str | None) -> None:
+        """Raise 403 unless the user may write to district ``code``."""
+        if not self.allows(code):
+            mine = ", ".join(sorted(self.codes or ())) or "none"
+            raise PermissionDeniedError(f"district {code!r} is not one of yours ({mine}); ask an administrator")
+
+    def where(self, column: InstrumentedAttribute[Any]) -> ColumnElement[bool] | None:
+        """A WHERE clause restricting ``column`` (a district code) to the scope, or None for all."""
+        if self.codes is None:
+            return None
+        if not self.codes:
+            return false()
+        return column.in_(sorted(self.codes))
+
+    def apply(self, stmt: Select[Any], column: InstrumentedAttribute[Any]) -> Select[Any]:
+        clause = self.where(column)
+        return stmt if clause is None else stmt.where(clause)
+
+
+def get_scope(user: UserDep) -> DistrictScope:
+    return DistrictScope.of(user)
+
+
+ScopeDep = Annotated[DistrictScope, Depends(get_scope)]
+
+
+def get_owned_or_404(session: Session, scope: DistrictScope, model: type[T], ident: int) -> T:
+    """The row ``model[ident]`` if it exists and lies in the user's districts; 404 otherwise.
+
+    Rows of other districts answer 404 too, so that their existence does not leak.
+    """
+    obj = session.get(model, ident)
+    if obj is None or not scope.allows(getattr(obj, "district_code", None)):
+        raise NotFoundError(f"{model.__name__.lower()} {ident!r} not found (or not in your districts)")
+    return obj
+
+
+def owned(model: type[T], param: str) -> Callable[..., T]:
+    """A dependency resolving path parameter ``param`` to an owned ``model`` row (see get_owned_or_404)."""
+
+    def dependency(session: SessionDep, scope: ScopeDep, **path: int) -> T:
+        return get_owned_or_404(session, scope, model, path[param])
+
+    # FastAPI reads the signature: expose the path parameter under its real name.
+    sig = inspect.signature(dependency)
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params.append(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[int, Path(ge=1)]))
+    dependency.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    dependency.__name__ = f"owned_{model.__name__.lower()}"
+    return dependency

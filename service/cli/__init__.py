@@ -1,0 +1,1 @@
+"""``soilwatch serve``, ``soilwatch db …`` and ``soilwatch admin …``; collected through entry points."""

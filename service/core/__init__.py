@@ -1,0 +1,1 @@
+"""Configuration and security helpers shared by the service."""

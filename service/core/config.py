@@ -1,0 +1,122 @@
+"""The one settings class of the service, read from ``SOILWATCH_*`` environment variables or ``.env``.
+
+Every threshold of the compliance judgement lives here, not in code (DOMAIN.md: "thresholds are
+configuration, not constants").
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "DEFAULT_FIELD_MAP"]
+
+#: Column names seen in approved-project lists (Chinese and English) → our attribute names.
+#: Keys are compared after stripping whitespace and case-folding.
+DEFAULT_FIELD_MAP: dict[str, str] = {
+    "项目名称": "name",
+    "项目代码": "code",
+    "项目编号": "code",
+    "建设单位": "builder",
+    "行业类别": "industry",
+    "所属行业": "industry",
+    "审批机关": "approval_authority",
+    "审批单位": "approval_authority",
+    "批复文号": "approval_number",
+    "批复时间": "approved_on",
+    "批复日期": "approved_on",
+    "防治责任范围面积": "declared_area_hm2",
+    "防治责任范围面积(hm2)": "declared_area_hm2",
+    "立项级别": "approval_level",
+    "项目类别": "project_category",
+    "项目性质": "project_nature",
+    "建设状态": "construction_state",
+    "矢量化类型": "vector_type",
+    "行政区代码": "district_code",
+    "区县代码": "district_code",
+    "经度": "lon",
+    "纬度": "lat",
+    "name": "name",
+    "code": "code",
+    "builder": "builder",
+    "industry": "industry",
+    "approval_authority": "approval_authority",
+    "approval_number": "approval_number",
+    "approved_on": "approved_on",
+    "declared_area_hm2": "declared_area_hm2",
+    "district_code": "district_code",
+    "vector_type": "vector_type",
+    "lon": "lon",
+    "lat": "lat",
+    "x": "x",
+    "y": "y",
+}
+
+
+class Settings(BaseSettings):
+    """Service settings. Environment variables are the field names upper-cased with ``SOILWATCH_``."""
+
+    model_config = SettingsConfigDict(env_prefix="SOILWATCH_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("soilwatch-data"), description="Uploads, imagery and the SQLite file.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: an SQLite file soilwatch.db in data_dir."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Limits
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest imagery upload.")
+    max_import_bytes: int = Field(default=200 * 1024**2, gt=0, description="Largest project-list upload.")
+    max_unzipped_bytes: int = Field(default=1024**3, gt=0, description="Largest total size inside a zip.")
+    max_zip_ratio: float = Field(default=200.0, gt=1, description="Largest uncompressed/compressed ratio per member.")
+    page_size_max: int = Field(default=500, gt=0)
+    # Project import
+    field_map: dict[str, str] = Field(
+        default_factory=dict, description="Extra column-name → attribute mappings, merged over the defaults."
+    )
+    point_buffer_m: float = Field(default=100.0, gt=0, description="Buffer radius for projects given as a point.")
+    # Compliance judgement (合规性判别)
+    min_patch_area_m2: float = Field(default=200.0, ge=0, description="Smaller patches are not judged.")
+    max_outside_share: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Share of a patch outside every overlapping project above which it is 疑似超出防治责任范围.",
+    )
+    min_outside_area_m2: float = Field(
+        default=500.0, ge=0, description="Area outside the overlapping projects above which it is 疑似超出防治责任范围."
+    )
+    relocation_distance_m: float = Field(
+        default=1000.0, ge=0, description="A non-overlapping patch this close to a project is 疑似建设地点变更."
+    )
+    schematic_tolerance_m: float = Field(
+        default=200.0, ge=0, description="Schematic (示意性范围) outlines are grown by this much before matching."
+    )
+
+    @field_validator("field_map")
+    @classmethod
+    def _strip_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.strip().casefold(): v for k, v in value.items()}
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL; the embedded default is ``sqlite:///<data_dir>/soilwatch.db``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'soilwatch.db').resolve()}"
+
+    @property
+    def merged_field_map(self) -> dict[str, str]:
+        """Defaults plus ``field_map``; keys case-folded."""
+        merged = {k.strip().casefold(): v for k, v in DEFAULT_FIELD_MAP.items()}
+        merged.update(self.field_map)
+        return merged
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings read once from the environment (tests build their own :class:`Settings`)."""
+    return Settings()

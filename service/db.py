@@ -1,0 +1,79 @@
+"""Engine and session factory for SQLite (embedded default) and PostgreSQL + PostGIS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.core.config import Settings
+
+__all__ = ["make_engine", "make_sessionmaker", "session_scope", "alembic_config", "upgrade_database"]
+
+
+def make_engine(settings: Settings | str) -> Engine:
+    """An engine for ``settings.resolved_database_url`` (or a URL string).
+
+    SQLite gets foreign keys on, WAL journaling and a busy timeout so that the API and a background
+    scan can share the file; the parent directory is created.
+    """
+    url = make_url(settings if isinstance(settings, str) else settings.resolved_database_url)
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session committed on success and rolled back on error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str) -> Any:
+    """An Alembic ``Config`` for the service migrations against ``url`` (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    """Run the migrations up to ``revision`` (creates the PostGIS extension on PostgreSQL)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,305 @@
+"""ORM models (SQLAlchemy 2). Geometries are shapely objects in EPSG:4326 (see :mod:`service.geometry`).
+
+Every spatial table carries ``min_x … max_y`` bbox columns in degrees, indexed, kept in step with the
+geometry by :func:`set_geometry`. Rows that clients edit concurrently carry ``version`` (their ETag).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from service.geometry import GeometryType, bbox_of
+
+__all__ = [
+    "Base",
+    "District",
+    "User",
+    "ApiToken",
+    "Project",
+    "ImportReport",
+    "Imagery",
+    "Scan",
+    "Patch",
+    "PatchMatch",
+    "Review",
+    "AuditEvent",
+    "user_districts",
+    "set_geometry",
+    "utcnow",
+]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class _BBox:
+    """Bbox columns in degrees (EPSG:4326) mirroring the geometry, for index-backed bbox filters."""
+
+    min_x: Mapped[float | None] = mapped_column(Float)
+    min_y: Mapped[float | None] = mapped_column(Float)
+    max_x: Mapped[float | None] = mapped_column(Float)
+    max_y: Mapped[float | None] = mapped_column(Float)
+
+
+def set_geometry(obj: Any, geom: BaseGeometry | None, attr: str = "geometry") -> None:
+    """Set ``obj.<attr>`` and its bbox columns together."""
+    setattr(obj, attr, geom)
+    box = (
+        bbox_of(geom) if geom is not None and not geom.is_empty else dict.fromkeys(("min_x", "min_y", "max_x", "max_y"))
+    )
+    for key, value in box.items():
+        setattr(obj, key, value)
+
+
+user_districts = Table(
+    "user_districts",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("district_code", ForeignKey("districts.code", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class District(_BBox, Base):
+    """A 区/县 (or the city), e.g. 蓟州区 ``120225``; boundary optional."""
+
+    __tablename__ = "districts"
+    code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    geometry: Mapped[BaseGeometry | None] = mapped_column(GeometryType)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    all_districts: Mapped[bool] = mapped_column(Boolean, default=False)  # the city sees all
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    districts: Mapped[list[District]] = relationship(secondary=user_districts, lazy="selectin")
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def district_codes(self) -> list[str]:
+        return sorted(d.code for d in self.districts)
+
+
+class ApiToken(Base):
+    """An API token, stored as its SHA-256 (tokens are 256-bit random, so a slow hash adds nothing)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # shown in listings to tell tokens apart
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[User] = relationship(back_populates="tokens", lazy="joined")
+
+
+class Project(_BBox, Base):
+    """An approved project of the supervision list (监管清单) with its responsibility area (防治责任范围)."""
+
+    __tablename__ = "projects"
+    __table_args__ = (Index("ix_projects_bbox", "min_x", "max_x", "min_y", "max_y"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(100), unique=True)  # 项目代码
+    name: Mapped[str] = mapped_column(String(300), index=True)  # 项目名称
+    builder: Mapped[str | None] = mapped_column(String(300), index=True)  # 建设单位
+    industry: Mapped[str | None] = mapped_column(String(100))  # 行业类别
+    approval_authority: Mapped[str | None] = mapped_column(String(200))  # 审批机关
+    approval_number: Mapped[str | None] = mapped_column(String(200))  # 批复文号
+    approved_on: Mapped[dt.date | None] = mapped_column(Date)  # 批复时间
+    declared_area_hm2: Mapped[float | None] = mapped_column(Float)  # 防治责任范围面积 as declared
+    approval_level: Mapped[str | None] = mapped_column(String(20))  # 立项级别
+    project_category: Mapped[str | None] = mapped_column(String(20))  # 项目类别
+    project_nature: Mapped[str | None] = mapped_column(String(20))  # 项目性质
+    construction_state: Mapped[str | None] = mapped_column(String(20))  # 建设状态
+    vector_type: Mapped[str] = mapped_column(String(20), default="responsibility")  # 矢量化类型
+    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"), index=True)
+    area_m2: Mapped[float] = mapped_column(Float, default=0.0)  # computed from the geometry
+    geometry: Mapped[BaseGeometry] = mapped_column(GeometryType)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # unmapped source columns
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("import_reports.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ImportReport(Base):
+    """What one project-list import did: counts and per-row errors/warnings ``{row, code, reason}``."""
+
+    __tablename__ = "import_reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String(300))
+    format: Mapped[str] = mapped_column(String(20))
+    source_crs: Mapped[str | None] = mapped_column(String(100))
+    encoding: Mapped[str | None] = mapped_column(String(20))
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    repaired: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    field_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Imagery(_BBox, Base):
+    """One uploaded GeoTIFF tile (one date, 时相); ``footprint`` in EPSG:4326."""
+
+    __tablename__ = "imagery"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    acquired_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    sensor: Mapped[str | None] = mapped_column(String(50))
+    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"), index=True)
+    crs: Mapped[str | None] = mapped_column(String(100))
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    band_count: Mapped[int] = mapped_column(Integer, default=0)
+    resolution_m: Mapped[float | None] = mapped_column(Float)
+    footprint: Mapped[BaseGeometry | None] = mapped_column(GeometryType)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Scan(Base):
+    """A detection run over a before/after pair; runs in the background and survives restarts."""
+
+    __tablename__ = "scans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    before_imagery_id: Mapped[int | None] = mapped_column(ForeignKey("imagery.id"))
+    after_imagery_id: Mapped[int] = mapped_column(ForeignKey("imagery.id"))
+    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"), index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(100))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    patch_count: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Patch(_BBox, Base):
+    """A disturbance patch (扰动图斑) with its compliance judgement and review state."""
+
+    __tablename__ = "patches"
+    __table_args__ = (Index("ix_patches_bbox", "min_x", "max_x", "min_y", "max_y"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patch_code: Mapped[str] = mapped_column(String(64), unique=True)  # e.g. 2024_120225_00017
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"), index=True)
+    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"), index=True)
+    geometry: Mapped[BaseGeometry] = mapped_column(GeometryType)
+    area_m2: Mapped[float] = mapped_column(Float, index=True)
+    area_mu: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    before_date: Mapped[dt.date | None] = mapped_column(Date)
+    after_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    source_before: Mapped[str | None] = mapped_column(String(300))
+    source_after: Mapped[str | None] = mapped_column(String(300))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    conf_max: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(100))
+    change_type: Mapped[str | None] = mapped_column(String(30))  # 新增 / 续建（范围扩大）…
+    disturbance_type: Mapped[str | None] = mapped_column(String(30))  # 弃土（渣）场 …
+    previous_patch_id: Mapped[int | None] = mapped_column(ForeignKey("patches.id", ondelete="SET NULL"))
+    # Compliance judgement (machine): see service.matching
+    category: Mapped[str | None] = mapped_column(String(40), index=True)
+    category_reason: Mapped[str | None] = mapped_column(Text)
+    overlap_area_m2: Mapped[float | None] = mapped_column(Float)
+    outside_area_m2: Mapped[float | None] = mapped_column(Float)
+    outside_share: Mapped[float | None] = mapped_column(Float)
+    nearest_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
+    nearest_distance_m: Mapped[float | None] = mapped_column(Float)
+    matched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    priority: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    # Review (复核)
+    review_status: Mapped[str] = mapped_column(String(16), default="unreviewed", index=True)
+    verdict: Mapped[str | None] = mapped_column(String(30), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    matches: Mapped[list[PatchMatch]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="PatchMatch.overlap_area_m2.desc()"
+    )
+    __mapper_args__ = {"version_id_col": version}
+
+
+class PatchMatch(Base):
+    """A project a patch overlaps or lies near, with the overlap figures."""
+
+    __tablename__ = "patch_matches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patch_id: Mapped[int] = mapped_column(ForeignKey("patches.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    overlap_area_m2: Mapped[float] = mapped_column(Float, default=0.0)
+    overlap_share: Mapped[float] = mapped_column(Float, default=0.0)  # of the patch area
+    distance_m: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Review(Base):
+    """One review action on a patch: a verdict with note and evidence, by an inspector."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patch_id: Mapped[int] = mapped_column(ForeignKey("patches.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    verdict: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str | None] = mapped_column(Text)
+    photos: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who changed what, when, from what to what, and why. ``user_id`` is None for the system."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_entity", "entity_type", "entity_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    entity_type: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(40))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
