@@ -7,8 +7,10 @@ never needs to know which one it runs.
 Input contract (``predict``):
     ``x``: float32 array ``(batch, dates, bands, h, w)``; ``dates`` is 2 (before, after) or 1
     (after only, single-date bare-soil mode). Values are reflectance-like in [0, 1]: the detector
-    stretches each band of the *before* image from its 1st–99th percentile to [0, 1] and maps
-    the after image onto the before image's histogram first, so both dates share one scale.
+    divides every band by one common gain (the 99th percentile of the brightest visible band of
+    the *before* image; zero stays zero, so band ratios and NDVI survive) and maps the after image
+    onto the before image with a per-band gain and offset first, so both dates share one scale
+    (:mod:`detector.radiometry`; training and evaluation use the same functions).
     Pixels outside the valid area are 0 and must not be trusted.
     ``bands``: the name of each band along axis 2, from :data:`BAND_NAMES`, always starting with
     ``("red", "green", "blue")``; ``"nir"``, ``"swir1"``, ``"swir2"`` follow when present.

@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 
 import click
 import typer
+from typer._click import exceptions as typer_click_exceptions
 
 from soilwatch import __version__
 
@@ -60,31 +61,51 @@ def _root(
 
 def _load_commands() -> None:
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except Exception as exc:  # one broken package must not take the whole command down
+            logging.getLogger(__name__).debug("cannot load command %r", ep.name, exc_info=True)
+            _add_broken(ep.name, f"{type(exc).__name__}: {exc}")
+            continue
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=ep.name)
         else:
             app.command(name=ep.name)(obj)
 
 
+def _add_broken(name: str, reason: str) -> None:
+    def broken() -> None:
+        raise click.ClickException(f"the {name!r} command cannot be loaded ({reason}); reinstall soilwatch")
+
+    app.command(name=name, help=f"[unavailable: {reason}]")(broken)
+
+
+# typer 0.29 carries its own copy of click: catch both its exceptions and click's own.
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.UsageError, typer_click_exceptions.UsageError)
+_CLICK = (click.ClickException, typer_click_exceptions.ClickException)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by tests)."""
-    _load_commands()
+    if not app.registered_commands and not app.registered_groups:
+        _load_commands()
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = "--debug" in args
     try:
         app(args=args, prog_name="soilwatch", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except _EXIT as exc:
+        return int(exc.exit_code)
+    except _ABORT:
         click.echo("Aborted.", err=True)
         return 1
-    except click.UsageError as exc:
+    except _USAGE as exc:
         exc.show()
         return 2
-    except click.ClickException as exc:
+    except _CLICK as exc:
         exc.show()
-        return exc.exit_code
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130

@@ -93,11 +93,6 @@ def test_usage_errors_exit_2_and_name_the_option(
     assert needle in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    reason="soilwatch/cli.py maps only click's own exceptions to exit 2; typer 0.29 parses with a vendored "
-    "click (typer._click), so a missing or unknown option exits 1 until the group catches those too",
-    strict=False,
-)
 @pytest.mark.parametrize("args", [[], ["--data", "x", "--no-such-option"]])
 def test_parser_usage_errors_exit_2(args: list[str]) -> None:
     assert _run(*args) == 2

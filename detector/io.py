@@ -1,0 +1,469 @@
+"""The only module of the detector that opens paths: checks and reads image pairs, writes outputs.
+
+Reading is windowed: nothing here ever holds a whole scene. The "after" image is read through a
+:class:`rasterio.vrt.WarpedVRT` on the "before" grid unless both already share one grid. Outputs
+are written to a hidden temporary file next to the target and renamed into place at the end, so a
+failure never leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from detector.align import Grid, ground_resolution_m
+from detector.bands import BandMap, infer_bands, parse_bands
+from detector.errors import (
+    CRSMissingError,
+    OutputExistsError,
+    OutputPathError,
+    RasterReadError,
+    RasterTooLargeError,
+)
+
+__all__ = [
+    "ReadLimits",
+    "RasterInfo",
+    "inspect_raster",
+    "PairSource",
+    "check_output_path",
+    "write_patches",
+    "ProbabilityWriter",
+    "VECTOR_DRIVERS",
+    "SHAPEFILE_NAMES",
+    "RasterOutput",
+    "read_small_raster",
+    "write_rasters",
+]
+
+log = logging.getLogger(__name__)
+
+#: Output drivers by file extension.
+VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".shp": "ESRI Shapefile"}
+_SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+#: Shapefile field names are at most 10 characters: these columns get fixed short names there.
+SHAPEFILE_NAMES = {
+    "change_type": "chg_type",
+    "before_date": "bef_date",
+    "after_date": "aft_date",
+    "source_before": "src_before",
+    "source_after": "src_after",
+}
+_DATE_TAGS = ("ACQ_DATE", "ACQUISITION_DATE", "ACQUISITIONDATE", "DATE_ACQUIRED", "IMAGING_DATE", "SCENE_DATE")
+_DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_.]?(0[1-9]|1[0-2])(?:[-_.]?(0[1-9]|[12]\d|3[01]))?(?!\d)")
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Refuse rasters beyond these: ``max_pixels`` per band, and declared-size / file-size ratio."""
+
+    max_pixels: int = 40_000_000_000
+    max_compression_ratio: float = 5000.0
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What soilwatch needs to know about one image, read from its header."""
+
+    path: str
+    driver: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    grid: Grid
+    nodata: float | None
+    bands: BandMap
+    resolution_m: float
+    date: str | None
+    colorinterp: tuple[str, ...] = field(repr=False, default=())
+
+
+def _parse_date(text: str) -> str | None:
+    m = re.search(r"((?:19|20)\d{2})[-:/.]?(0[1-9]|1[0-2])[-:/.]?(0[1-9]|[12]\d|3[01])", text)
+    if m:
+        try:
+            return dt.date(int(m[1]), int(m[2]), int(m[3])).isoformat()
+        except ValueError:
+            return None
+    return None
+
+
+def read_date(src: DatasetReader, path: str) -> str | None:
+    """Acquisition date as ISO ``YYYY-MM-DD`` (or ``YYYY-MM``) from tags, then the file name."""
+    tags = {k.upper(): v for k, v in src.tags().items()}
+    with contextlib.suppress(RasterioError):
+        tags.update({k.upper(): v for k, v in src.tags(ns="IMAGERY").items()})
+    for key in (*_DATE_TAGS, "ACQUISITIONDATETIME"):
+        if key in tags and (date := _parse_date(tags[key])):
+            return date
+    m = _DATE_IN_NAME.search(Path(path).stem)
+    if m:
+        year, month, day = m[1], m[2], m[3]
+        if day:
+            with contextlib.suppress(ValueError):
+                return dt.date(int(year), int(month), int(day)).isoformat()
+        return f"{year}-{month}"
+    if "TIFFTAG_DATETIME" in tags:
+        return _parse_date(tags["TIFFTAG_DATETIME"])
+    return None
+
+
+def _open(path: str | Path) -> DatasetReader:
+    p = Path(path)
+    if not p.exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
+        raise RasterReadError(f"{str(path)!r} does not exist")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterReadError(
+            f"cannot read {str(path)!r} as a raster ({_short(exc)}); give a GeoTIFF or another GDAL raster"
+        ) from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def inspect_raster(
+    path: str | Path, *, bands: str | None = None, limits: ReadLimits | None = None, name: str | None = None
+) -> RasterInfo:
+    """Open, check and describe one image; raises a :class:`DetectorError` subclass naming the problem.
+
+    Checks: readable by GDAL, at least 3 bands, a CRS, a sane declared size (not a decompression
+    bomb), and that its first and last blocks decode (catches truncated files early).
+    """
+    limits = limits or ReadLimits()
+    label = name or str(path)
+    with _open(path) as src:
+        grid = Grid(src.crs, src.transform, src.width, src.height, name=label)
+        if src.crs is None and src.gcps[0]:
+            raise CRSMissingError(
+                f"{label!r} is georeferenced by ground control points only; warp it first (gdalwarp) and try again"
+            )
+        grid.require_crs()
+        if src.width * src.height > limits.max_pixels:
+            raise RasterTooLargeError(
+                f"{label!r} declares {src.width} x {src.height} pixels, more than the limit of "
+                f"{limits.max_pixels:,}; cut it into tiles"
+            )
+        declared = src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
+        size = _file_size(path)
+        if src.driver == "GTiff" and size and declared / size > limits.max_compression_ratio:
+            raise RasterTooLargeError(
+                f"{label!r} declares {declared / 1e9:.1f} GB of pixels but the file holds {size / 1e3:.0f} kB "
+                f"(ratio {declared / size:,.0f}:1); it is empty, truncated or a decompression bomb"
+            )
+        band_map = parse_bands(bands, count=src.count) if bands else infer_bands(
+            src.count, [ci.name for ci in src.colorinterp], list(src.descriptions)
+        )
+        _probe(src, label)
+        return RasterInfo(
+            path=str(path),
+            driver=src.driver,
+            width=src.width,
+            height=src.height,
+            count=src.count,
+            dtype=src.dtypes[0],
+            grid=grid,
+            nodata=src.nodata,
+            bands=band_map,
+            resolution_m=ground_resolution_m(grid),
+            date=read_date(src, str(path)),
+            colorinterp=tuple(ci.name for ci in src.colorinterp),
+        )
+
+
+def _file_size(path: str | Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _probe(src: DatasetReader, label: str) -> None:
+    """Decode the first and the last block: truncated files lose their tail."""
+    try:
+        for col, row in ((0, 0), (src.width - 1, src.height - 1)):
+            src.read(window=Window(col, row, 1, 1))
+    except RasterioError as exc:
+        raise RasterReadError(f"{label!r} is truncated or corrupt ({_short(exc)}); copy the file again") from exc
+
+
+class PairSource:
+    """Open before (optional) and after images for windowed reading on the before image's grid.
+
+    ``read(window)`` returns ``(before, after, valid)``: arrays ``(bands, h, w)`` in file units
+    (float32) and a bool ``(h, w)`` that is False wherever either date is nodata, masked (cloud mask
+    band, alpha) or outside the image. Use as a context manager.
+    """
+
+    def __init__(self, before: RasterInfo | None, after: RasterInfo) -> None:
+        self.before_info, self.after_info = before, after
+        self.grid = (before or after).grid
+        self._stack = contextlib.ExitStack()
+        self._before: DatasetReader | None = None
+        self._after: Any = None
+
+    def __enter__(self) -> PairSource:
+        try:
+            if self.before_info is not None:
+                self._before = self._stack.enter_context(_open(self.before_info.path))
+            src_after = self._stack.enter_context(_open(self.after_info.path))
+            if self.before_info is None or self._same_grid():
+                self._after = src_after
+            else:
+                finer = self.after_info.resolution_m < self.before_info.resolution_m / 1.5
+                self._after = self._stack.enter_context(
+                    WarpedVRT(
+                        src_after,
+                        crs=self.grid.crs,
+                        transform=self.grid.transform,
+                        width=self.grid.width,
+                        height=self.grid.height,
+                        resampling=Resampling.average if finer else Resampling.bilinear,
+                        add_alpha=src_after.nodata is None,
+                    )
+                )
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stack.close()
+
+    def _same_grid(self) -> bool:
+        b, a = self.before_info, self.after_info
+        return b is not None and (
+            b.grid.crs == a.grid.crs
+            and b.grid.transform.almost_equals(a.grid.transform)
+            and (b.width, b.height) == (a.width, a.height)
+        )
+
+    def read(self, window: Window) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        try:
+            after = self._after.read(indexes=list(self.after_info.bands.indexes), window=window)
+            valid = self._after.dataset_mask(window=window) > 0
+            before = None
+            if self._before is not None and self.before_info is not None:
+                before = self._before.read(indexes=list(self.before_info.bands.indexes), window=window)
+                valid &= self._before.dataset_mask(window=window) > 0
+        except RasterioError as exc:
+            raise RasterReadError(
+                f"reading window {_fmt_window(window)} failed ({_short(exc)}); one of "
+                f"{[i.path for i in (self.before_info, self.after_info) if i]!r} is corrupt"
+            ) from exc
+        for arr in (before, after):
+            if arr is not None:
+                valid &= np.all(np.isfinite(arr), axis=0)
+        return (
+            None if before is None else before.astype(np.float32, copy=False),
+            after.astype(np.float32, copy=False),
+            valid,
+        )
+
+    def sample(self, area: Window, *, max_pixels: int = 4_000_000, cells: int = 8, cell: int = 128) -> tuple[
+        np.ndarray | None, np.ndarray, np.ndarray
+    ]:
+        """A sample of ``area`` for radiometric statistics: all of it when small, else a grid of cells."""
+        if area.width * area.height <= max_pixels:
+            return self.read(area)
+        parts = []
+        cw, ch = min(cell, int(area.width)), min(cell, int(area.height))
+        for i in range(cells):
+            for j in range(cells):
+                row = int(area.row_off) + (int(area.height) - ch) * i // max(cells - 1, 1)
+                col = int(area.col_off) + (int(area.width) - cw) * j // max(cells - 1, 1)
+                parts.append(self.read(Window(col, row, cw, ch)))
+        before = None if parts[0][0] is None else np.concatenate([p[0] for p in parts], axis=2)  # type: ignore[misc]
+        return before, np.concatenate([p[1] for p in parts], axis=2), np.concatenate([p[2] for p in parts], axis=1)
+
+
+def _fmt_window(w: Window) -> str:
+    return f"(col {int(w.col_off)}, row {int(w.row_off)}, {int(w.width)} x {int(w.height)})"
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+
+def check_output_path(path: str | Path, *, overwrite: bool, kinds: dict[str, str] | None = None) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written (missing folder, exists, unknown type)."""
+    p = Path(path)
+    if kinds is not None and p.suffix.lower() not in kinds:
+        raise OutputPathError(
+            f"cannot tell the format of {str(p)!r} from its extension; use one of {sorted(kinds)!r}"
+        )
+    if not p.parent.exists():
+        raise OutputPathError(f"the folder {str(p.parent)!r} of output {str(p)!r} does not exist; create it first")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{str(p)!r} exists; pass --overwrite to replace it")
+    return p
+
+
+def write_patches(gdf: Any, path: str | Path, *, overwrite: bool, layer: str = "patches") -> Path:
+    """Write a GeoDataFrame of patches to GeoPackage, GeoJSON or Shapefile (by extension), atomically."""
+    import pyogrio
+
+    p = check_output_path(path, overwrite=overwrite, kinds=VECTOR_DRIVERS)
+    driver = VECTOR_DRIVERS[p.suffix.lower()]
+    tmpdir = Path(tempfile.mkdtemp(prefix=".soilwatch-", dir=p.parent))
+    try:
+        tmp = tmpdir / p.name
+        kwargs: dict[str, Any] = {"driver": driver, "geometry_type": "Polygon"}
+        if driver == "GPKG":
+            kwargs["layer"] = layer
+        if driver == "ESRI Shapefile":
+            kwargs["encoding"] = "UTF-8"
+            gdf = gdf.rename(columns=SHAPEFILE_NAMES)
+        pyogrio.write_dataframe(gdf, tmp, **kwargs)
+        if driver == "ESRI Shapefile":
+            for ext in _SHP_SIDECARS:
+                with contextlib.suppress(FileNotFoundError):
+                    p.with_suffix(ext).unlink()
+            for f in tmpdir.iterdir():
+                os.replace(f, p.with_suffix(f.suffix))
+        else:
+            os.replace(tmp, p)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return p
+
+
+class ProbabilityWriter:
+    """Collects the probability raster window by window in a temporary GeoTIFF; ``commit`` makes the COG.
+
+    Values are percent (uint8 0–100), 255 = no data. The raster covers ``area`` of ``grid``.
+    """
+
+    NODATA = 255
+
+    def __init__(self, path: str | Path, grid: Grid, area: Window, *, overwrite: bool) -> None:
+        self.path = check_output_path(path, overwrite=overwrite, kinds={".tif": "COG", ".tiff": "COG"})
+        self.area = area
+        fd, tmp = tempfile.mkstemp(prefix=".soilwatch-prob-", suffix=".tif", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        profile = {
+            "driver": "GTiff",
+            "width": int(area.width),
+            "height": int(area.height),
+            "count": 1,
+            "dtype": "uint8",
+            "crs": grid.crs,
+            "transform": rasterio.windows.transform(area, grid.transform),
+            "nodata": self.NODATA,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
+        # every pixel of the area is written once by exactly one tile core: no need to pre-fill
+        self._ds = rasterio.open(self._tmp, "w", **profile)
+
+    def write(self, window: Window, prob: np.ndarray, valid: np.ndarray) -> None:
+        """``prob`` ``(h, w)`` in [0, 1] for ``window`` of the grid (not of the area)."""
+        pct = np.where(valid, np.rint(prob * 100), self.NODATA).astype(np.uint8)
+        local = Window(
+            window.col_off - self.area.col_off, window.row_off - self.area.row_off, window.width, window.height
+        )
+        self._ds.write(pct[None], window=local)
+
+    def commit(self) -> Path:
+        self._ds.close()
+        out_tmp = self._tmp.with_name(self._tmp.stem + "-cog.tif")
+        try:
+            rasterio.shutil.copy(self._tmp, out_tmp, driver="COG", compress="DEFLATE", overview_resampling="average")
+            os.replace(out_tmp, self.path)
+        finally:
+            for f in (self._tmp, out_tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+        return self.path
+
+    def abort(self) -> None:
+        if not self._ds.closed:
+            self._ds.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+@contextlib.contextmanager
+def open_pair(before: RasterInfo | None, after: RasterInfo) -> Iterator[PairSource]:
+    with PairSource(before, after) as src:
+        yield src
+
+
+
+@dataclass(frozen=True)
+class RasterOutput:
+    """One GeoTIFF for :func:`write_rasters`: path, rasterio profile and optional metadata."""
+
+    path: Path
+    profile: dict[str, Any]
+    tags: dict[str, str] | None = None
+    descriptions: tuple[str, ...] = ()
+
+
+def write_rasters(
+    outputs: list[RasterOutput], blocks: Iterator[tuple[Window, list[np.ndarray]]], *, overwrite: bool
+) -> list[Path]:
+    """Write several same-grid GeoTIFFs window by window (memory of one block each), atomically.
+
+    ``blocks`` yields ``(window, [array (bands, h, w) for each output])``.
+    """
+    finals = [check_output_path(o.path, overwrite=overwrite, kinds={".tif": "", ".tiff": ""}) for o in outputs]
+    tmps: list[str] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            dsts = []
+            for o, final in zip(outputs, finals, strict=True):
+                fd, tmp = tempfile.mkstemp(prefix=".soilwatch-", suffix=".tif", dir=final.parent)
+                os.close(fd)
+                tmps.append(tmp)
+                dsts.append(stack.enter_context(rasterio.open(tmp, "w", **o.profile)))
+            for window, arrays in blocks:
+                for dst, data in zip(dsts, arrays, strict=True):
+                    dst.write(data, window=window)
+            for dst, o in zip(dsts, outputs, strict=True):
+                if o.tags:
+                    dst.update_tags(**o.tags)
+                for i, d in enumerate(o.descriptions, start=1):
+                    dst.set_band_description(i, d)
+        for tmp, final in zip(tmps, finals, strict=True):
+            os.replace(tmp, final)
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return finals
+
+
+def read_small_raster(path: str | Path, *, max_pixels: int = 50_000_000) -> tuple[np.ndarray, Any, Any]:
+    """Whole first band of a small raster as ``(array (h, w), transform, crs)``; refuses large files."""
+    with _open(path) as src:
+        if src.width * src.height > max_pixels:
+            raise RasterTooLargeError(f"{str(path)!r} is too large to read whole ({src.width} x {src.height})")
+        return src.read(1), src.transform, src.crs

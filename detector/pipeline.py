@@ -1,0 +1,367 @@
+"""The detector's one entry point: :func:`detect_pair` (two dates) — or one date with ``before=None``.
+
+read (windowed, after warped onto the before grid) → radiometric normalisation → model on tiles
+with context margins, batched, in a few worker threads → threshold and clean-up per tile → polygons
+joined across seams → holes/slivers/small patches removed → simplified → attributes → written
+atomically. Memory is bounded by ``workers × batch_size × tile_size²``, whatever the scene size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from scipy import ndimage
+
+from detector.align import check_resolution, overlap_window
+from detector.bands import BandMap, common_bands
+from detector.errors import BandMappingError, NoOverlapError
+from detector.io import (
+    VECTOR_DRIVERS,
+    PairSource,
+    ProbabilityWriter,
+    RasterInfo,
+    ReadLimits,
+    check_output_path,
+    inspect_raster,
+    write_patches,
+)
+from detector.patches import PatchSource, build_patches
+from detector.radiometry import Normaliser, fit_normaliser
+from detector.tiling import Tile, count_tiles, make_tiles
+from detector.vectorize import Fragment, clean_mask, merge_fragments, tidy, to_crs_coords, vectorize_tile
+from models import ChangeModel, load_model
+
+__all__ = ["DetectOptions", "DetectionResult", "detect_pair", "prepare_model"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Everything that steers one detection; defaults are the documented CLI defaults.
+
+    ``bounds``: limit the work to ``(left, bottom, right, top)`` in the before image's CRS.
+    ``min_area_m2``: minimum mapping area. ``max_resolution_m``: refuse coarser imagery.
+    ``threshold``/``tile_size``/``batch_size``: override the model's own defaults.
+    """
+
+    model: str = "baseline"
+    model_config: dict[str, Any] | None = None
+    threshold: float | None = None
+    min_area_m2: float = 200.0
+    max_resolution_m: float = 10.0
+    bands_before: str | None = None
+    bands_after: str | None = None
+    common_bands: bool = False
+    before_date: str | None = None
+    after_date: str | None = None
+    out_crs: str | None = None
+    prob_out: Path | None = None
+    overwrite: bool = False
+    bounds: tuple[float, float, float, float] | None = None
+    tile_size: int | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+    border_px: int = 2
+    open_px: int = 1
+    close_px: int = 1
+    match_histograms: bool = True
+    device: str | None = None
+    limits: ReadLimits = field(default_factory=ReadLimits)
+
+    def __post_init__(self) -> None:
+        if self.min_area_m2 < 0:
+            raise ValueError(f"min_area_m2 must be >= 0, got {self.min_area_m2!r}")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if self.max_resolution_m <= 0:
+            raise ValueError(f"max_resolution_m must be positive, got {self.max_resolution_m!r}")
+
+
+@dataclass
+class DetectionResult:
+    """What a detection produced; ``patches`` is in ``crs`` (the output CRS)."""
+
+    patches: gpd.GeoDataFrame
+    crs: CRS
+    model: str
+    out_path: Path | None
+    prob_path: Path | None
+    before: RasterInfo | None
+    after: RasterInfo
+    area_window: Window
+    tiles: int
+    pixels: int
+    area_km2: float
+    seconds: float
+
+
+def prepare_model(options: DetectOptions) -> ChangeModel:
+    kwargs: dict[str, Any] = {}
+    if options.model_config:
+        kwargs["config"] = options.model_config
+    if options.device:
+        kwargs["device"] = options.device
+    return load_model(options.model, **kwargs)
+
+
+def _bands_for_model(bm: BandMap, model: ChangeModel) -> BandMap:
+    wanted = set(model.info.required_bands) | set(model.info.optional_bands)
+    missing = [b for b in model.info.required_bands if b not in bm.names]
+    if missing:
+        raise BandMappingError(f"model {model.info.label!r} needs bands {missing!r} that the image lacks")
+    return bm.select([n for n in bm.names if n in wanted])
+
+
+def detect_pair(
+    before: str | Path | None,
+    after: str | Path,
+    out: str | Path | None = None,
+    *,
+    options: DetectOptions | None = None,
+    model: ChangeModel | None = None,
+    progress: Progress | None = None,
+) -> DetectionResult:
+    """Detect disturbance patches between ``before`` and ``after`` (or bare soil in ``after`` alone).
+
+    Writes ``out`` (GeoPackage/GeoJSON/Shapefile by extension) when given, and the probability
+    COG when ``options.prob_out`` is set; both only once everything succeeded.
+    """
+    opts = options or DetectOptions()
+    t0 = time.perf_counter()
+    if out is not None:
+        check_output_path(out, overwrite=opts.overwrite, kinds=VECTOR_DRIVERS)
+    if opts.prob_out is not None:
+        check_output_path(opts.prob_out, overwrite=opts.overwrite, kinds={".tif": "", ".tiff": ""})
+    model = model or prepare_model(opts)
+    if before is None and not model.info.single_date:
+        raise BandMappingError(f"model {model.info.label!r} needs two dates; give --before")
+
+    b_info = None if before is None else inspect_raster(before, bands=opts.bands_before, limits=opts.limits,
+                                                        name=str(before))
+    a_info = inspect_raster(after, bands=opts.bands_after, limits=opts.limits, name=str(after))
+    a_bands = _bands_for_model(a_info.bands, model)
+    if b_info is not None:
+        b_bands, a_bands = common_bands(_bands_for_model(b_info.bands, model), a_bands, allow_subset=opts.common_bands)
+        b_info = _with_bands(b_info, b_bands)
+        check_resolution(b_info.grid, max_resolution_m=opts.max_resolution_m)
+    a_info = _with_bands(a_info, a_bands)
+    check_resolution(a_info.grid, max_resolution_m=opts.max_resolution_m)
+
+    grid = (b_info or a_info).grid
+    area = overlap_window(grid, a_info.grid, bounds=opts.bounds)
+    threshold = opts.threshold if opts.threshold is not None else model.info.threshold
+    margin = model.info.margin_px
+    tile_size = _tile_size(opts.tile_size or model.info.tile_size, area, margin)
+    batch = max(1, opts.batch_size or model.info.batch_size)
+    workers = max(1, opts.workers or min(os.cpu_count() or 1, 4))
+    res_m = (b_info or a_info).resolution_m
+    names = a_info.bands.names
+
+    prob_writer = (
+        ProbabilityWriter(opts.prob_out, grid, area, overwrite=opts.overwrite) if opts.prob_out is not None else None
+    )
+    fragments: list[Fragment] = []
+    n_tiles = count_tiles(area, tile_size=tile_size, margin=margin)
+    try:
+        with PairSource(b_info, a_info) as src:
+            norm = _fit(src, area, b_info is not None, opts.match_histograms)
+
+            def work(tiles: list[Tile]) -> list[tuple[Tile, np.ndarray, np.ndarray, list[Fragment]]]:
+                return _run_batch(src, tiles, area, model, norm, names, threshold, opts, tile_size)
+
+            done = 0
+            for results in _ordered_map(work, _batches(make_tiles(area, tile_size=tile_size, margin=margin), batch),
+                                        workers):
+                for tile, prob_core, valid_core, frags in results:
+                    fragments.extend(frags)
+                    if prob_writer is not None:
+                        prob_writer.write(tile.core, prob_core, valid_core)
+                    done += 1
+                if progress is not None:
+                    progress(done, n_tiles)
+        patches = _patches(fragments, grid, res_m, opts, a_info, b_info, model)
+        if out is not None:
+            write_patches(patches, out, overwrite=opts.overwrite)
+        prob_path = prob_writer.commit() if prob_writer is not None else None
+    except BaseException:
+        if prob_writer is not None:
+            prob_writer.abort()
+        raise
+    pixels = int(area.width * area.height)
+    return DetectionResult(
+        patches=patches,
+        crs=patches.crs,
+        model=model.info.label,
+        out_path=None if out is None else Path(out),
+        prob_path=prob_path,
+        before=b_info,
+        after=a_info,
+        area_window=area,
+        tiles=n_tiles,
+        pixels=pixels,
+        area_km2=pixels * res_m * res_m / 1e6,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _with_bands(info: RasterInfo, bands: BandMap) -> RasterInfo:
+    from dataclasses import replace
+
+    return replace(info, bands=bands)
+
+
+def _tile_size(requested: int, area: Window, margin: int) -> int:
+    """Never larger than needed for a small area (rounded up to 32 px, which suits strided networks)."""
+    need = max(int(area.width), int(area.height)) + 2 * margin
+    size = min(requested, ((need + 31) // 32) * 32)
+    return max(size, 2 * margin + 32)
+
+
+def _fit(src: PairSource, area: Window, two_dates: bool, match: bool) -> Normaliser:
+    before, after, valid = src.sample(area)
+    if int(valid.sum()) < 100:
+        raise NoOverlapError(
+            "the images overlap only where one of them has no data (nodata, mask or alpha); "
+            "check the nodata value and the footprints"
+        )
+    return fit_normaliser(before if two_dates else None, after, valid, match_histograms=match)
+
+
+def _batches(tiles: Iterator[Tile], size: int) -> Iterator[list[Tile]]:
+    chunk: list[Tile] = []
+    for t in tiles:
+        chunk.append(t)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _ordered_map(fn: Callable[[Any], Any], items: Iterator[Any], workers: int) -> Iterator[Any]:
+    """``map`` over a thread pool, results in order, at most ``2 × workers`` items in flight."""
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="soilwatch-tile") as pool:
+        pending: deque[Future[Any]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _pad(arr: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = pad
+    if not any(pad):
+        return arr
+    widths = [(0, 0)] * (arr.ndim - 2) + [(top, bottom), (left, right)]
+    return np.pad(arr, widths, mode="symmetric")
+
+
+def _run_batch(
+    src: PairSource,
+    tiles: list[Tile],
+    area: Window,
+    model: ChangeModel,
+    norm: Normaliser,
+    names: tuple[str, ...],
+    threshold: float,
+    opts: DetectOptions,
+    tile_size: int,
+) -> list[tuple[Tile, np.ndarray, np.ndarray, list[Fragment]]]:
+    dates = 2 if src.before_info is not None else 1
+    x = np.zeros((len(tiles), dates, len(names), tile_size, tile_size), dtype=np.float32)
+    valid = np.zeros((len(tiles), tile_size, tile_size), dtype=bool)
+    for i, tile in enumerate(tiles):
+        before, after, ok = src.read(tile.read)
+        b01, a01 = norm.apply(before, after)
+        if b01 is not None:
+            # where either date has no data, show the model the same pixels twice: no change evidence
+            a01 = np.where(ok[None], a01, b01)
+            x[i, 0] = _pad(b01, tile.pad)
+        x[i, -1] = _pad(a01, tile.pad)
+        valid_i = np.zeros((tile_size, tile_size), dtype=bool)
+        t, _, l_, _ = tile.pad
+        valid_i[t : t + ok.shape[0], l_ : l_ + ok.shape[1]] = ok
+        if opts.border_px:
+            # image edges and nodata borders carry resampling artefacts
+            valid_i = ndimage.binary_erosion(valid_i, iterations=opts.border_px, border_value=0)
+        valid[i] = valid_i
+    prob = model.predict(x, names)
+    out = []
+    for i, tile in enumerate(tiles):
+        rows, cols = tile.core_in_read
+        mask = clean_mask(prob[i] >= threshold, valid[i], open_px=opts.open_px, close_px=opts.close_px)
+        seams = (
+            tile.core.row_off > area.row_off,
+            tile.core.row_off + tile.core.height < area.row_off + area.height,
+            tile.core.col_off > area.col_off,
+            tile.core.col_off + tile.core.width < area.col_off + area.width,
+        )
+        frags = vectorize_tile(
+            prob[i, rows, cols],
+            mask[rows, cols],
+            col_off=int(tile.core.col_off),
+            row_off=int(tile.core.row_off),
+            seam_edges=seams,
+        )
+        out.append((tile, prob[i, rows, cols], valid[i, rows, cols], frags))
+    return out
+
+
+def _patches(
+    fragments: list[Fragment],
+    grid: Any,
+    res_m: float,
+    opts: DetectOptions,
+    a_info: RasterInfo,
+    b_info: RasterInfo | None,
+    model: ChangeModel,
+) -> gpd.GeoDataFrame:
+    px_area_m2 = res_m * res_m
+    min_px = opts.min_area_m2 / px_area_m2
+    kept: list[Fragment] = []
+    for frag in merge_fragments(fragments):
+        if frag.n_px < 0.5 * min_px:  # cheap pre-filter; the exact test is on the ellipsoid below
+            continue
+        geom = tidy(frag.geometry, min_hole_px=max(min_px, 1.0))
+        if geom is not None:
+            frag.geometry = geom
+            kept.append(frag)
+    geoms = to_crs_coords([f.geometry for f in kept], grid.transform)
+    source = PatchSource(
+        before_date=opts.before_date or (b_info.date if b_info else None),
+        after_date=opts.after_date or a_info.date,
+        source_before=Path(b_info.path).name if b_info else None,
+        source_after=Path(a_info.path).name,
+        model=model.info.label,
+        change_type="new" if b_info is not None else "bare",
+    )
+    return build_patches(
+        geoms,
+        [f.n_px for f in kept],
+        [f.prob_sum for f in kept],
+        [f.prob_max for f in kept],
+        crs=grid.crs,
+        source=source,
+        min_area_m2=opts.min_area_m2,
+        out_crs=CRS.from_user_input(opts.out_crs) if opts.out_crs else None,
+    )

@@ -1,0 +1,115 @@
+"""Putting both dates on one radiometric scale, so that a brighter after-image is not a disturbance.
+
+:func:`fit_normaliser` learns, from a sample of the overlap:
+- a per-band *linear* mapping of the after image onto the before image, fitted on pseudo-invariant
+  pixels: start from matching medians and inter-quartile ranges, then twice keep the 60 % of
+  pixels that the mapping explains best and match their mean and standard deviation (reduced major
+  axis). This removes differences between sensors, sun angles and overall seasonal brightness, yet
+  keeps a local change: a full histogram matching would squeeze a new bright site (a few per cent
+  of the pixels, in the histogram's tail) into the before image's tail and erase it;
+- one common gain for all bands: the 99th percentile of the brightest visible band of the *before*
+  image maps to 0.8 (about where it lies in 8-bit imagery divided by 255) and zero stays zero, so
+  band ratios (colour, NDVI, excess green) survive.
+:meth:`Normaliser.apply` then maps any window, in bounded memory. The same functions serve the
+detector, the training data and the evaluation, so a model always sees one scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Normaliser", "fit_normaliser", "normalise_pair"]
+
+_TOP = 0.99
+_TOP_TO = 0.8  # p99 maps here, leaving headroom for after-pixels brighter than anything before (new soil)
+_MAX_FIT_PIXELS = 200_000
+_GAIN_RANGE = (1 / 3, 3.0)  # beyond this the "same place" assumption is wrong, not the sensor
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """``scale``: common divisor (before-image units → [0, 1]); ``gain``/``offset`` ``(bands,)`` map after → before."""
+
+    scale_to_one: float
+    gain: np.ndarray
+    offset: np.ndarray
+
+    def __repr__(self) -> str:
+        return (
+            f"Normaliser(scale={self.scale_to_one:.4g}, gain={self.gain.round(3).tolist()}, "
+            f"offset={self.offset.round(2).tolist()})"
+        )
+
+    def scale(self, img: np.ndarray) -> np.ndarray:
+        """Before-image units → [0, 1] float32; ``img`` is ``(bands, h, w)``."""
+        return np.clip(img.astype(np.float32) / self.scale_to_one, 0.0, 1.0)
+
+    def match(self, img: np.ndarray) -> np.ndarray:
+        """After-image units → before-image units; ``img`` is ``(bands, h, w)``."""
+        return img.astype(np.float32) * self.gain[:, None, None] + self.offset[:, None, None]
+
+    def apply(self, before: np.ndarray | None, after: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Both dates of one window in [0, 1] on the before image's scale."""
+        return (None if before is None else self.scale(before)), self.scale(self.match(after))
+
+
+def _fit_band(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Gain and offset with ``b ≈ gain * a + offset``, ignoring the pixels that changed."""
+    qa, qb = np.quantile(a, [0.25, 0.5, 0.75]), np.quantile(b, [0.25, 0.5, 0.75])
+    gain = (qb[2] - qb[0]) / (qa[2] - qa[0]) if qa[2] - qa[0] > 1e-9 else 1.0
+    offset = qb[1] - gain * qa[1]
+    for _ in range(2):
+        resid = np.abs(gain * a + offset - b)
+        keep = resid <= np.quantile(resid, 0.6)
+        sa, sb = a[keep].std(), b[keep].std()
+        if keep.sum() < 50 or sa < 1e-9:
+            break
+        gain = sb / sa
+        offset = b[keep].mean() - gain * a[keep].mean()
+    gain = float(np.clip(gain, _GAIN_RANGE[0], _GAIN_RANGE[1]))
+    return gain, float(np.median(b) - gain * np.median(a)) if not np.isfinite(offset) else float(offset)
+
+
+def _quantiles(img: np.ndarray, valid: np.ndarray, q: np.ndarray) -> np.ndarray:
+    flat = img.reshape(img.shape[0], -1)[:, valid.reshape(-1)]
+    return np.quantile(flat.astype(np.float64), q, axis=1).T
+
+
+def fit_normaliser(
+    before: np.ndarray | None, after: np.ndarray, valid: np.ndarray, *, match_histograms: bool = True
+) -> Normaliser:
+    """Learn the scale from samples ``(bands, h, w)`` of both dates; ``valid`` ``(h, w)`` bool marks usable pixels.
+
+    With ``before=None`` (single-date mode) the after image defines the scale itself; with
+    ``match_histograms=False`` the after image is used as it is (same sensor, same calibration).
+    Raises ValueError when fewer than 100 valid pixels are given.
+    """
+    n_valid = int(valid.sum())
+    if n_valid < 100:
+        raise ValueError(f"only {n_valid} valid pixels to fit the radiometric scale; need at least 100")
+    bands = after.shape[0]
+    gain = np.ones(bands, dtype=np.float32)
+    offset = np.zeros(bands, dtype=np.float32)
+    ref = after if before is None else before
+    if before is not None and match_histograms:
+        idx = np.flatnonzero(valid.reshape(-1))
+        if idx.size > _MAX_FIT_PIXELS:  # a regular subsample is plenty for two numbers per band
+            idx = idx[:: idx.size // _MAX_FIT_PIXELS + 1]
+        for b in range(bands):
+            gain[b], offset[b] = _fit_band(
+                after[b].reshape(-1)[idx].astype(np.float64), before[b].reshape(-1)[idx].astype(np.float64)
+            )
+    top = float(_quantiles(ref[:3], valid, np.array([_TOP])).max()) / _TOP_TO
+    return Normaliser(scale_to_one=top if top > 1e-6 else 1.0, gain=gain, offset=offset)
+
+
+def normalise_pair(
+    before: np.ndarray, after: np.ndarray, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-array convenience for small pairs (training/evaluation): fit on the pair, then apply."""
+    if valid is None:
+        valid = np.ones(before.shape[1:], dtype=bool)
+    norm = fit_normaliser(before, after, valid)
+    return norm.scale(before), norm.scale(norm.match(after))

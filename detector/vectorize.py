@@ -1,0 +1,162 @@
+"""Probability windows → disturbance polygons: threshold, clean, polygonise, join across seams, tidy.
+
+Works in *grid pixel coordinates* (column, row of the before image) so that polygons cut by a
+tile seam share their edges exactly and join without slivers; :func:`to_crs_coords` maps them to
+the image CRS at the end. Pure array/geometry code; no files.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+import shapely.affinity
+from affine import Affine
+from rasterio import features
+from rasterio.errors import NotGeoreferencedWarning
+from scipy import ndimage
+from shapely.geometry import Polygon, shape
+
+__all__ = ["Fragment", "vectorize_tile", "merge_fragments", "tidy", "to_crs_coords"]
+
+_CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity: a diagonal touch is two patches
+
+
+@dataclass
+class Fragment:
+    """A polygon in grid pixel coordinates with the pixel statistics needed for confidence."""
+
+    geometry: Polygon
+    n_px: int
+    prob_sum: float
+    prob_max: float
+    on_seam: bool = False
+
+
+def clean_mask(binary: np.ndarray, valid: np.ndarray, *, open_px: int = 1, close_px: int = 1) -> np.ndarray:
+    """Morphological opening (drops specks) then closing (fills cracks), never into invalid pixels."""
+    out = binary & valid
+    if open_px:
+        out = ndimage.binary_opening(out, structure=_CROSS, iterations=open_px)
+    if close_px:
+        out = ndimage.binary_closing(out, structure=_CROSS, iterations=close_px, border_value=0)
+    return out & valid
+
+
+def vectorize_tile(
+    prob: np.ndarray,
+    mask: np.ndarray,
+    *,
+    col_off: int,
+    row_off: int,
+    seam_edges: tuple[bool, bool, bool, bool],
+) -> list[Fragment]:
+    """Polygons of the True pixels of ``mask`` ``(h, w)`` in one tile core at ``(col_off, row_off)``.
+
+    ``prob`` ``(h, w)`` float32 gives the confidence statistics. ``seam_edges`` says which core edges
+    (top, bottom, left, right) touch another tile: fragments reaching them are marked ``on_seam``.
+    """
+    labels, n = ndimage.label(mask, structure=_CROSS)
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    counts = ndimage.sum_labels(np.ones_like(prob), labels, index)
+    sums = ndimage.sum_labels(prob, labels, index)
+    maxes = ndimage.maximum(prob, labels, index)
+    seam = np.zeros(n + 1, dtype=bool)
+    edges = (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1])
+    for edge, is_seam in zip(edges, seam_edges, strict=True):
+        if is_seam:
+            seam[np.unique(edge)] = True
+    out: list[Fragment] = []
+    with warnings.catch_warnings():
+        # pixel coordinates are intended: the first tile's translation is the identity
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        shapes = list(
+            features.shapes(
+                labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=Affine.translation(col_off, row_off)
+            )
+        )
+    for geom, value in shapes:
+        k = int(value)
+        out.append(
+            Fragment(
+                geometry=shape(geom),
+                n_px=int(counts[k - 1]),
+                prob_sum=float(sums[k - 1]),
+                prob_max=float(maxes[k - 1]),
+                on_seam=bool(seam[k]),
+            )
+        )
+    return out
+
+
+def merge_fragments(fragments: Iterable[Fragment]) -> list[Fragment]:
+    """Join fragments that share an edge across tile seams into one patch each."""
+    frags = list(fragments)
+    seam_idx = [i for i, f in enumerate(frags) if f.on_seam]
+    if len(seam_idx) < 2:
+        return frags
+    geoms = np.array([frags[i].geometry for i in seam_idx])
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    parent = list(range(len(seam_idx)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        # pixel-aligned polygons from neighbouring tiles share whole edges; a corner touch is not a join
+        if a < b and shapely.length(shapely.intersection(geoms[a], geoms[b])) > 0:
+            parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(seam_idx)):
+        groups.setdefault(find(i), []).append(i)
+    merged = [f for f in frags if not f.on_seam]
+    for members in groups.values():
+        parts = [frags[seam_idx[i]] for i in members]
+        geom = parts[0].geometry if len(parts) == 1 else shapely.union_all([p.geometry for p in parts])
+        for poly in getattr(geom, "geoms", [geom]):  # a join always yields one polygon; be safe anyway
+            merged.append(
+                Fragment(
+                    geometry=poly,
+                    n_px=sum(p.n_px for p in parts),
+                    prob_sum=sum(p.prob_sum for p in parts),
+                    prob_max=max(p.prob_max for p in parts),
+                )
+            )
+    return merged
+
+
+def tidy(geom: Polygon, *, min_hole_px: float, min_width_px: float = 1.5, simplify_px: float = 0.5) -> Polygon | None:
+    """Fill holes smaller than ``min_hole_px`` pixels, drop slivers, simplify by at most ``simplify_px``.
+
+    A sliver is a polygon whose mean width (2 × area / perimeter) is under ``min_width_px`` pixels.
+    Returns None for a dropped polygon. Simplification (Douglas–Peucker) never moves the boundary
+    by more than ``simplify_px``; half a pixel turns the staircase of pixel edges into straight lines.
+    """
+    holes = [h for h in geom.interiors if Polygon(h).area >= min_hole_px]
+    # normalised first: the simplified shape must not depend on where a ring starts (tile-independent ids)
+    geom = shapely.normalize(Polygon(geom.exterior, holes))
+    if geom.length == 0 or 2 * geom.area / geom.length < min_width_px:
+        return None
+    simple = geom.simplify(simplify_px, preserve_topology=True)
+    if simple.is_empty or not simple.is_valid:
+        simple = shapely.make_valid(simple)
+        polys = [g for g in getattr(simple, "geoms", [simple]) if isinstance(g, Polygon)]
+        if not polys:
+            return None
+        simple = max(polys, key=lambda g: g.area)
+    return simple
+
+
+def to_crs_coords(geoms: list[Polygon], transform: Affine) -> list[Polygon]:
+    """Map polygons from grid pixel coordinates to the grid's CRS with its affine ``transform``."""
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+    return [shapely.affinity.affine_transform(g, [a, b, d, e, c, f]) for g in geoms]
