@@ -86,7 +86,7 @@ _MARGIN_GRASS = np.array([0.09, 0.11, 0.06, 0.30], _F32)
 _TRACK = np.array([0.21, 0.19, 0.155, 0.24], _F32)
 _CONCRETE = np.array([0.21, 0.21, 0.20, 0.24], _F32)
 _TREE = np.array([0.035, 0.065, 0.035, 0.36], _F32)
-_SOILS = np.array([[0.27, 0.23, 0.16, 0.30], [0.25, 0.17, 0.12, 0.27], [0.23, 0.215, 0.19, 0.26]], _F32)
+_SOILS = np.array([[0.27, 0.23, 0.16, 0.30], [0.24, 0.185, 0.13, 0.27], [0.23, 0.215, 0.19, 0.26]], _F32)
 _ROOFS = np.array([[0.23, 0.23, 0.23, 0.26], [0.17, 0.06, 0.045, 0.21], [0.11, 0.11, 0.12, 0.13],
                    [0.33, 0.33, 0.32, 0.36], [0.06, 0.12, 0.27, 0.20], [0.20, 0.13, 0.10, 0.22]], _F32)
 _HUT = np.array([0.07, 0.16, 0.36, 0.25], _F32)
@@ -382,7 +382,7 @@ def _make_site(rng: np.random.Generator, cy: float, cx: float, area_m2: float, k
     n_heaps = {"spoil_heap": rng.integers(3, 10), "foundation_pit": rng.integers(1, 5), "site_road": 0}.get(
         kind, rng.integers(0, 3))
     for _ in range(int(n_heaps)):
-        heaps.append((*inner(), min(rng.uniform(3, 10) * px, 0.35 * rad + 1)))
+        heaps.append((*inner(), min(rng.uniform(3, 12) * px, (0.45 if kind == "spoil_heap" else 0.3) * rad + 1)))
     if kind == "foundation_pit":
         pit = _scaled(poly, rng.uniform(0.4, 0.65), *rng.normal(0, 0.05 * rad, 2))
     if kind == "dust_net" or (kind != "site_road" and rng.random() < 0.15):
@@ -480,7 +480,7 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
         step = px / math.tan(math.radians(el))  # metres of shadow per metre of height, in pixels
         suns.append((-step * math.cos(math.radians(az)), step * math.sin(math.radians(az))))
     g = rng.uniform(0.8, 1.2) * rng.uniform(0.93, 1.07, 4)
-    haze = ((int(rng.integers(2)), float(rng.uniform(0.6, 0.72)), float(rng.uniform(0.4, 0.75))),) \
+    haze = ((int(rng.integers(2)), float(rng.uniform(0.6, 0.72)), float(rng.uniform(0.25, 0.55))),) \
         if rng.random() < 0.6 else ()
 
     water, roads, villages, sites = [], [], [], []
@@ -703,7 +703,7 @@ def _paint_road(cv: _Canvas, rd: _Road) -> None:
         cv.put(t, sl, alpha > 0, _blend(cv.col[t][:, sl[0], sl[1]], colour, alpha[None]), _L.ROAD)
 
 
-_ROOF_LUT = np.searchsorted(np.cumsum([0.42, 0.14, 0.2, 0.1, 0.06, 0.08]), (np.arange(256) + 0.5) / 256)
+_ROOF_LUT = np.searchsorted(np.cumsum([0.5, 0.14, 0.2, 0.06, 0.03, 0.07]), (np.arange(256) + 0.5) / 256)
 
 
 def _paint_village(cv: _Canvas, vil: _Village) -> None:
@@ -729,8 +729,8 @@ def _paint_village(cv: _Canvas, vil: _Village) -> None:
         fu, fv = uu - iu * cu, vv - iv * cw
         hh = _hash(vil.key, iu.astype(np.int64), iv.astype(np.int64))
         y0 = 0.6 + 1.5 * _u01(hh, 2)
-        y1 = np.minimum(y0 + 5.5 + 4 * _u01(hh, 3), cw - 0.8)
-        bld = (fu > 0.4 + 2 * _u01(hh, 0)) & (fu < cu - 0.4 - 2 * _u01(hh, 1)) & (fv > y0) & (fv < y1)
+        y1 = np.minimum(y0 + 6.5 + 4 * _u01(hh, 3), cw - 0.8)
+        bld = (fu > 0.3 + 1.5 * _u01(hh, 0)) & (fu < cu - 0.3 - 1.5 * _u01(hh, 1)) & (fv > y0) & (fv < y1)
         return bld & ((hh >> np.uint32(29)) != 0), hh, fv, (y0 + y1) / 2  # 1 cell in 8 is a garden
 
     bld, hh, fv, ridge = houses(0.0, 0.0)
@@ -756,7 +756,8 @@ def _site_colour(cv: _Canvas, site: Site, box: tuple[Any, ...], sun: tuple[float
     ys, xs = cv.ys[sl[0]], cv.xs[sl[1]]
     fine = _noise(cv.key(18), ys, xs, 1.5)
     tex = (1 + 0.22 * (fine - 0.5) + 0.16 * (_noise(cv.key(19), ys, xs, 9.0) - 0.5))[None]
-    c = _SOILS[site.soil][:, None, None] * tex
+    patches = np.clip((_noise(cv.key(21), ys, xs, 14.0) - 0.35) * 3, 0, 1)[None]  # mixed soils, not one colour
+    c = _blend(_SOILS[site.soil][:, None, None], _SOILS[(site.soil + 1) % len(_SOILS)], patches * 0.7) * tex
     k = np.full((h, w), _L.SITE, np.uint8)
     shade = np.ones((h, w), _F32)
     for y0, x0, y1, x1, width in site.tracks:
@@ -772,16 +773,16 @@ def _site_colour(cv: _Canvas, site: Site, box: tuple[Any, ...], sun: tuple[float
     norm = math.hypot(*sun) or 1.0
     for i, (hy, hx, rad) in enumerate(site.heaps):
         dy, dx = rows - hy, cols - hx
-        heap = dy * dy + dx * dx < rad * rad
+        heap = dy * dy + dx * dx < rad * rad * (0.6 + 0.7 * fine)  # ragged rim
         lift = 0.45 * rad * cv.spec.resolution_m  # heap height in metres
         cast = (dy + sun[0] * lift) ** 2 + (dx + sun[1] * lift) ** 2 < rad * rad
-        shade = np.where(heap, (1 + 0.4 * (dy * sun[0] + dx * sun[1]) / (norm * rad)).astype(_F32), shade)
+        shade = np.where(heap, (1 + 0.5 * (dy * sun[0] + dx * sun[1]) / (norm * rad)).astype(_F32), shade)
         shade[cast & ~heap] *= 0.55
         c = np.where(heap[None], _SOILS[(site.soil + 1 + i) % len(_SOILS)][:, None, None] * 0.95 * tex, c)
     if site.net is not None:
         net = _fill(site.net, r0, c0, h, w)
         seams = np.where(_tri((ys[:, None] + xs[None, :]) / 6.0) < 0.06, _F32(0.8), _F32(1.0))
-        c = np.where(net[None], _MAT[_L.DUST_NET][:, None, None] * (0.85 + 0.3 * fine * seams)[None], c)
+        c = np.where(net[None], _MAT[_L.DUST_NET][:, None, None] * ((0.7 + 0.5 * fine) * seams)[None], c)
         k[net] = _L.DUST_NET
     for hut in site.huts:
         roof = _fill(hut, r0, c0, h, w)
