@@ -56,15 +56,16 @@ def write_tif(
         "blockysize": 64,
         "compress": "deflate",
     }
-    if order == "bgrn":
-        prof["photometric"] = "MINISBLACK"  # as delivered: no colour interpretation, 4th band not alpha
+    if order in ("bgrn", "gray"):
+        prof["photometric"] = "MINISBLACK"
+    elif bands >= 4:
+        # GDAL's default for 4-band 8-bit is RGB + alpha; the 4th band here is NIR, not a mask
+        prof.update(photometric="RGB", alpha="unspecified")  # as delivered: no colour interpretation, 4th band not alpha
     prof.update(profile)
     with rasterio.open(path, "w", **prof) as dst:
         dst.write(data)
-        if order == "rgbn" and bands >= 3:
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] + [ColorInterp.undefined] * (
-                bands - 3
-            )
+        if order == "rgbn" and bands == 3:
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
         if tags:
             dst.update_tags(**tags)
         if mask is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.radiometry import fit_normaliser
 from models.base import BAND_NAMES, RGB
 from training.errors import DataReadError, DatasetLayoutError, DatasetNotFoundError
 
@@ -362,24 +363,14 @@ def read_mask(path: str | Path, *, binary_values: bool = True) -> np.ndarray:
 
 
 # -- normalisation ------------------------------------------------------------------------------
-def _match_band(src: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact histogram matching: returns (source values, matched values) to interpolate with."""
-    s_vals, s_counts = np.unique(src, return_counts=True)
-    r_vals, r_counts = np.unique(ref, return_counts=True)
-    s_cdf = np.cumsum(s_counts) / src.size
-    r_cdf = np.cumsum(r_counts) / ref.size
-    return s_vals, np.interp(s_cdf, r_cdf, r_vals)
-
-
 def normalise_pair(
     before: np.ndarray, after: np.ndarray, valid: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bring a before/after pair onto one [0, 1] scale, as the detector does for GeoTIFFs.
+    """Bring a before/after pair onto one [0, 1] scale with the detector's own radiometry.
 
-    Per band: the after image is histogram-matched to the before image (exact CDF matching over
-    the valid pixels, so both dates share one radiometry), then both are stretched linearly from
-    the before band's 1st-99th percentile (valid pixels) to [0, 1] and clipped. Pixels outside
-    ``valid`` are set to 0 in both outputs. Pure function: inputs are not modified.
+    Delegates to :func:`detector.radiometry.fit_normaliser` (linear after→before mapping on
+    pseudo-invariant pixels, one common gain for all bands), so training, evaluation and detection
+    see the same scale. Pixels outside ``valid`` are 0 in both outputs. Inputs are not modified.
 
     Args:
         before, after: numeric ``(bands, h, w)`` arrays on the same grid, any units (e.g. uint8 DN,
@@ -388,8 +379,7 @@ def normalise_pair(
             This is image validity (no-data), not a sparse label mask.
 
     Returns:
-        ``(before01, after01)``: float32 ``(bands, h, w)`` in [0, 1]. A band with no spread
-        (1st == 99th percentile) comes out 0 where its value is at or below that percentile, 1 above.
+        ``(before01, after01)``: float32 ``(bands, h, w)`` in [0, 1].
     """
     if before.shape != after.shape or before.ndim != 3:
         raise ValueError(
@@ -399,19 +389,10 @@ def normalise_pair(
         valid = np.ones(before.shape[1:], dtype=bool)
     elif valid.shape != before.shape[1:]:
         raise ValueError(f"valid must be (h, w) = {before.shape[1:]!r}, got {valid.shape!r}")
-    b01 = np.zeros(before.shape, dtype=np.float32)
-    a01 = np.zeros(after.shape, dtype=np.float32)
-    if not valid.any():
-        return b01, a01
-    for k in range(before.shape[0]):
-        ref = before[k][valid].astype(np.float64)
-        src = after[k][valid].astype(np.float64)
-        s_vals, matched = _match_band(src, ref)
-        after_matched = np.interp(after[k].astype(np.float64), s_vals, matched)
-        lo, hi = np.percentile(ref, [1.0, 99.0])
-        scale = hi - lo if hi > lo else np.finfo(np.float64).tiny
-        b01[k] = np.clip((before[k] - lo) / scale, 0.0, 1.0)
-        a01[k] = np.clip((after_matched - lo) / scale, 0.0, 1.0)
+    if int(valid.sum()) < 100:
+        return np.zeros(before.shape, np.float32), np.zeros(after.shape, np.float32)
+    norm = fit_normaliser(before, after, valid)
+    b01, a01 = norm.scale(before), norm.scale(norm.match(after))
     b01[:, ~valid] = 0.0
     a01[:, ~valid] = 0.0
     return b01, a01
