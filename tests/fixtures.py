@@ -57,10 +57,10 @@ def write_tif(
         "compress": "deflate",
     }
     if order in ("bgrn", "gray"):
-        prof["photometric"] = "MINISBLACK"
+        prof["photometric"] = "MINISBLACK"  # as delivered: no colour interpretation, 4th band not alpha
     elif bands >= 4:
         # GDAL's default for 4-band 8-bit is RGB + alpha; the 4th band here is NIR, not a mask
-        prof.update(photometric="RGB", alpha="unspecified")  # as delivered: no colour interpretation, 4th band not alpha
+        prof.update(photometric="RGB", alpha="unspecified")
     prof.update(profile)
     with rasterio.open(path, "w", **prof) as dst:
         dst.write(data)

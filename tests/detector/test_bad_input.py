@@ -147,7 +147,7 @@ def test_usage_errors_exit_2(tmp_path: Path, pair: tuple[Path, Path], capsys: py
 
 def test_debug_shows_the_traceback(tmp_path: Path, good: Path) -> None:
     with pytest.raises(RasterReadError):
-        main(["--debug", "detect", "-b", str(good), "-a", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "p.gpkg")])
+        main(["--debug", "detect", "-b", str(good), "-a", str(tmp_path / "gone.tif"), "-o", str(tmp_path / "p.gpkg")])
 
 
 def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
