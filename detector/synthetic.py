@@ -150,13 +150,14 @@ def _noise(key: int, ys: np.ndarray, xs: np.ndarray, scale_m: float) -> np.ndarr
 
     iy, ty = axis(ys)
     ix, tx = axis(xs)
-    g = _u01(_hash(key, np.arange(iy[0], iy[-1] + 2)[:, None], np.arange(ix[0], ix[-1] + 2)[None, :]))
-    jx = ix - ix[0]
-    a = g[:, jx]
-    rows = a + (g[:, jx + 1] - a) * tx
-    jy = iy - iy[0]
-    top = rows[jy]
-    return top + (rows[jy + 1] - top) * ty[:, None]
+    # only the lattice lines some pixel needs: at coarse resolution a fine lattice is much larger than the window
+    ly, lx = np.unique(np.concatenate([iy, iy + 1])), np.unique(np.concatenate([ix, ix + 1]))
+    g = _u01(_hash(key, ly[:, None], lx[None, :]))
+    jx0, jx1 = np.searchsorted(lx, ix), np.searchsorted(lx, ix + 1)
+    a = g[:, jx0]
+    rows = a + (g[:, jx1] - a) * tx
+    top = rows[np.searchsorted(ly, iy)]
+    return top + (rows[np.searchsorted(ly, iy + 1)] - top) * ty[:, None]
 
 
 def _fractal(key: int, ys: np.ndarray, xs: np.ndarray, scales: tuple[float, ...]) -> np.ndarray:
@@ -526,8 +527,11 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
                 break
     for _ in range(max(int(rng.poisson(0.6 * area_km2)), int(area_km2 >= 0.5))):
         for _try in range(20):
-            r = rng.uniform(80, 220) * px
-            poly = _blob(rng, *place(r, area_km2 < 2), r, r * rng.uniform(1, 1.5), rng.uniform(0, np.pi))
+            r, aspect = rng.uniform(80, 220) * px, rng.uniform(1, 1.5)
+            cy, cx = place(r, area_km2 < 2)
+            if not occ.free((int(cy - r * aspect), int(cx - r * aspect), int(cy + r * aspect), int(cx + r * aspect))):
+                continue
+            poly = _blob(rng, cy, cx, r, r * aspect, rng.uniform(0, np.pi))
             if occ.take(_bbox(poly)):
                 villages.append(_Village(polygon=_as_poly(poly), bbox=_bbox(poly),
                                          angle_deg=math.degrees(field_angle) + rng.normal(0, 3),
@@ -536,8 +540,11 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
                 break
     for _ in range(max(int(rng.poisson(1.0 * area_km2)), int(area_km2 >= 0.5))):
         for _try in range(20):
-            r = rng.uniform(20, 70) * px
-            poly = _blob(rng, *place(r, True), r, r * rng.uniform(1, 1.8), rng.uniform(0, np.pi))
+            r, aspect = rng.uniform(20, 70) * px, rng.uniform(1, 1.8)
+            cy, cx = place(r, True)
+            if not occ.free((int(cy - r * aspect), int(cx - r * aspect), int(cy + r * aspect), int(cx + r * aspect))):
+                continue
+            poly = _blob(rng, cy, cx, r, r * aspect, rng.uniform(0, np.pi))
             if occ.take(_bbox(poly)):
                 level = [1.0, 1.0]
                 level[int(rng.integers(2))] = rng.uniform(0.6, 0.9)
