@@ -29,17 +29,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "BAND_NAMES",
-    "LandCover",
-    "SceneSpec",
-    "Site",
-    "SyntheticScene",
-    "make_scene",
-    "make_spec",
-    "render_classes",
-    "render_window",
-]
+__all__ = ["BAND_NAMES", "LandCover", "SceneSpec", "Site", "SyntheticScene", "make_scene", "make_spec",
+           "render_classes", "render_window"]
 
 #: Band order of every array this module returns.
 BAND_NAMES: tuple[str, ...] = ("red", "green", "blue", "nir")
