@@ -13,7 +13,13 @@ from sqlalchemy import ColumnElement, Select, false
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.core.config import Settings
-from service.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from service.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
+)
 from service.models import User
 from service.users import user_for_token
 from service.vocab import ROLE_RANK, Role
@@ -31,6 +37,8 @@ __all__ = [
     "UserDep",
     "ScopeDep",
     "SettingsDep",
+    "etag_of",
+    "check_if_match",
 ]
 
 T = TypeVar("T")
@@ -156,3 +164,24 @@ def owned(model: type[T], param: str) -> Callable[..., T]:
     dependency.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     dependency.__name__ = f"owned_{model.__name__.lower()}"
     return dependency
+
+
+def etag_of(obj: Any) -> str:
+    """The strong ETag of a versioned row: ``"<table>-<id>-v<version>"``."""
+    return f'"{type(obj).__tablename__}-{obj.id}-v{obj.version}"'
+
+
+def check_if_match(if_match: str | None, obj: Any, *, required: bool = False) -> None:
+    """412 when ``If-Match`` names another version (someone saved first); 428 when required and missing."""
+    if if_match is None:
+        if required:
+            raise PreconditionRequiredError(
+                f"send If-Match: {etag_of(obj)} (the ETag from your last GET) so that no change is lost"
+            )
+        return
+    tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
+    if "*" not in tags and etag_of(obj) not in tags:
+        raise PreconditionFailedError(
+            f"If-Match {if_match!r} does not match the current version {etag_of(obj)}; someone else saved first — "
+            "reload, re-apply your change and send the new ETag"
+        )
