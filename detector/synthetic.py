@@ -492,7 +492,32 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
         lo = radius + 2 if inside else -radius / 2
         return (rng.uniform(lo, max(height - lo, lo + 1)), rng.uniform(lo, max(width - lo, lo + 1)))
 
-    # sites first: they are what the scene is for, villages and ponds fill the space left
+    # villages are capped to a quarter of the scene so that small scenes keep room for sites
+    for _ in range(max(int(rng.poisson(0.6 * area_km2)), int(area_km2 >= 0.5))):
+        for _try in range(20):
+            r, aspect = min(rng.uniform(80, 220) * px, 0.25 * min(height, width)), rng.uniform(1, 1.5)
+            cy, cx = place(r, area_km2 < 2)
+            if not occ.free((int(cy - r * aspect), int(cx - r * aspect), int(cy + r * aspect), int(cx + r * aspect))):
+                continue
+            poly = _blob(rng, cy, cx, r, r * aspect, rng.uniform(0, np.pi))
+            if occ.take(_bbox(poly)):
+                villages.append(_Village(polygon=_as_poly(poly), bbox=_bbox(poly),
+                                         angle_deg=math.degrees(field_angle) + rng.normal(0, 3),
+                                         cell_m=(rng.uniform(15, 22), rng.uniform(14, 19)),
+                                         height_m=rng.uniform(4, 8), key=int(rng.integers(2**32))))
+                break
+    for _ in range(max(int(rng.poisson(1.0 * area_km2)), int(area_km2 >= 0.5))):
+        for _try in range(20):
+            r, aspect = min(rng.uniform(20, 70) * px, 0.1 * min(height, width)), rng.uniform(1, 1.8)
+            cy, cx = place(r, True)
+            if not occ.free((int(cy - r * aspect), int(cx - r * aspect), int(cy + r * aspect), int(cx + r * aspect))):
+                continue
+            poly = _blob(rng, cy, cx, r, r * aspect, rng.uniform(0, np.pi))
+            if occ.take(_bbox(poly)):
+                level = [1.0, 1.0]
+                level[int(rng.integers(2))] = rng.uniform(0.6, 0.9)
+                water.append(_Water(bbox=_bbox(poly), polygon=_as_poly(poly), level=(level[0], level[1])))
+                break
     n_new = int(rng.poisson(5.0 * site_density * area_km2))
     n_new = max(n_new, int(site_density > 0))
     n_old = int(rng.poisson(1.0 * area_km2))
@@ -515,31 +540,6 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
             if site.bbox[0] >= 0 and site.bbox[1] >= 0 and site.bbox[2] <= height and site.bbox[3] <= width \
                     and occ.take(site.bbox):
                 sites.append(site)
-                break
-    for _ in range(max(int(rng.poisson(0.6 * area_km2)), int(area_km2 >= 0.5))):
-        for _try in range(20):
-            r, aspect = rng.uniform(80, 220) * px, rng.uniform(1, 1.5)
-            cy, cx = place(r, area_km2 < 2)
-            if not occ.free((int(cy - r * aspect), int(cx - r * aspect), int(cy + r * aspect), int(cx + r * aspect))):
-                continue
-            poly = _blob(rng, cy, cx, r, r * aspect, rng.uniform(0, np.pi))
-            if occ.take(_bbox(poly)):
-                villages.append(_Village(polygon=_as_poly(poly), bbox=_bbox(poly),
-                                         angle_deg=math.degrees(field_angle) + rng.normal(0, 3),
-                                         cell_m=(rng.uniform(15, 22), rng.uniform(14, 19)),
-                                         height_m=rng.uniform(4, 8), key=int(rng.integers(2**32))))
-                break
-    for _ in range(max(int(rng.poisson(1.0 * area_km2)), int(area_km2 >= 0.5))):
-        for _try in range(20):
-            r, aspect = rng.uniform(20, 70) * px, rng.uniform(1, 1.8)
-            cy, cx = place(r, True)
-            if not occ.free((int(cy - r * aspect), int(cx - r * aspect), int(cy + r * aspect), int(cx + r * aspect))):
-                continue
-            poly = _blob(rng, cy, cx, r, r * aspect, rng.uniform(0, np.pi))
-            if occ.take(_bbox(poly)):
-                level = [1.0, 1.0]
-                level[int(rng.integers(2))] = rng.uniform(0.6, 0.9)
-                water.append(_Water(bbox=_bbox(poly), polygon=_as_poly(poly), level=(level[0], level[1])))
                 break
     return SceneSpec(
         height=int(height), width=int(width), resolution_m=res, seed=int(seed), site_density=float(site_density),
