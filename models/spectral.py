@@ -12,6 +12,11 @@ Evidence, per pixel, on the [0, 1] inputs of :mod:`models.base` (both dates on o
 - ``texture_rise``: rise of local brightness standard deviation (pits, heaps, site roads).
 These are combined linearly into a score, turned into a probability with a logistic function, and
 gated by "the after-image is not vegetated", so crops greening up or trees planted are not flagged.
+
+The rule runs on ``bin_px × bin_px`` block means (a cheap, strong smoothing: it tolerates
+misregistration and sensor noise, and makes the rule ``bin_px²`` times cheaper); the probability
+is interpolated back to full resolution and multiplied by the vegetation gate of each full-resolution
+pixel, which keeps patch boundaries on the edge of the bare ground. Window sizes are in binned pixels.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ _EPS = 1e-6
 class SpectralConfig:
     """Weights and thresholds of the rule; unitless on the [0, 1] input scale."""
 
-    smooth_px: int = 3  # box filter before comparing dates: tolerates ~1 px misregistration
-    texture_px: int = 7  # window for local standard deviation
+    bin_px: int = 3  # block-mean factor before the rule runs (full-resolution pixels per side)
+    smooth_px: int = 3  # box filter on the binned images before comparing dates
+    texture_px: int = 3  # window for local standard deviation, binned pixels
     w_veg_drop: float = 2.5
     w_bright_rise: float = 2.0
     w_change: float = 2.0
@@ -54,8 +60,8 @@ class SpectralConfig:
             value = getattr(self, f.name)
             if not np.isfinite(value):
                 raise ValueError(f"{f.name} must be finite, got {value!r}")
-        if self.smooth_px < 1 or self.texture_px < 1:
-            raise ValueError("smooth_px and texture_px must be at least 1")
+        if self.smooth_px < 1 or self.texture_px < 1 or self.bin_px < 1:
+            raise ValueError("bin_px, smooth_px and texture_px must be at least 1")
         if self.score_scale <= 0 or self.veg_gate_scale <= 0:
             raise ValueError("score_scale and veg_gate_scale must be positive")
 
@@ -81,7 +87,7 @@ class SpectralBaseline:
 
     def __init__(self, *, config: SpectralConfig | None = None) -> None:
         self.config = config or SpectralConfig()
-        margin = max(self.config.smooth_px, self.config.texture_px) + 2
+        margin = self.config.bin_px * (max(self.config.smooth_px, self.config.texture_px) + 2)
         self.info = ModelInfo(
             name="baseline",
             version="1",
@@ -107,12 +113,33 @@ class SpectralBaseline:
             raise BandsError(f"bands must start with red, green, blue and match x; got {bands!r}")
         nir = bands.index("nir") if "nir" in bands else None
         out = np.empty((x.shape[0], x.shape[3], x.shape[4]), dtype=np.float32)
+        h, w = x.shape[3], x.shape[4]
         for i in range(x.shape[0]):  # batch is small; each item is a whole window
             if x.shape[1] == 2:
-                out[i] = self._change(x[i, 0], x[i, 1], nir)
+                small = self._change(self._bin(x[i, 0]), self._bin(x[i, 1]), nir)
             else:
-                out[i] = self._bare(x[i, 0], nir)
+                small = self._bare(self._bin(x[i, 0]), nir)
+            # the binned rule blurs boundaries outward; the full-resolution vegetation gate puts them
+            # back on the edge of the bare ground
+            out[i] = self._upsample(small, h, w) * self._veg_gate(self._veg(x[i, -1], nir), nir)
         return out
+
+    def _bin(self, img: np.ndarray) -> np.ndarray:
+        f = self.config.bin_px
+        if f == 1:
+            return img.astype(np.float32, copy=False)
+        c, h, w = img.shape
+        hb, wb = -(-h // f), -(-w // f)
+        if (hb * f, wb * f) != (h, w):
+            img = np.pad(img, ((0, 0), (0, hb * f - h), (0, wb * f - w)), mode="edge")
+        return img.reshape(c, hb, f, wb, f).mean(axis=(2, 4), dtype=np.float32)
+
+    def _upsample(self, small: np.ndarray, h: int, w: int) -> np.ndarray:
+        f = self.config.bin_px
+        if f == 1:
+            return small
+        big = ndimage.zoom(small, f, order=1, grid_mode=True, mode="nearest")
+        return np.clip(big[:h, :w], 0.0, 1.0)
 
     # -- pieces -----------------------------------------------------------------------------
     def _smooth(self, img: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ def test_every_model_honours_the_shape_contract(name: str) -> None:
 def test_baseline_flags_new_bare_soil_and_not_the_unchanged_field(bands: list[str]) -> None:
     x = _field_and_soil()[:, : len(bands)][None]
     prob = get_model("baseline").predict(x, bands)[0]
-    assert prob[24:40, 24:40].min() > 0.9
+    assert prob[24:40, 24:40].min() > 0.7
     assert prob[:8].max() < 0.1
 
 
