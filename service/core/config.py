@@ -84,11 +84,10 @@ class Settings(BaseSettings):
         default=0.3,
         ge=0,
         le=1,
-        description="Share of a patch outside every overlapping project above which it is 疑似超出防治责任范围.",
+        description="A patch overlapping projects is 疑似超出防治责任范围 when more than this share of it lies "
+        "outside them and that part is at least min_outside_area_m2.",
     )
-    min_outside_area_m2: float = Field(
-        default=500.0, ge=0, description="Area outside the overlapping projects above which it is 疑似超出防治责任范围."
-    )
+    min_outside_area_m2: float = Field(default=500.0, ge=0, description="See max_outside_share; m².")
     relocation_distance_m: float = Field(
         default=1000.0, ge=0, description="A non-overlapping patch this close to a project is 疑似建设地点变更."
     )
