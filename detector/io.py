@@ -277,7 +277,7 @@ class PairSource:
                 f"{[i.path for i in (self.before_info, self.after_info) if i]!r} is corrupt"
             ) from exc
         for arr in (before, after):
-            if arr is not None:
+            if arr is not None and arr.dtype.kind == "f":
                 valid &= np.all(np.isfinite(arr), axis=0)
         return (
             None if before is None else before.astype(np.float32, copy=False),
@@ -285,7 +285,7 @@ class PairSource:
             valid,
         )
 
-    def sample(self, area: Window, *, max_pixels: int = 4_000_000, cells: int = 8, cell: int = 128) -> tuple[
+    def sample(self, area: Window, *, max_pixels: int = 1_000_000, cells: int = 8, cell: int = 128) -> tuple[
         np.ndarray | None, np.ndarray, np.ndarray
     ]:
         """A sample of ``area`` for radiometric statistics: all of it when small, else a grid of cells."""

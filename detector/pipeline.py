@@ -151,8 +151,11 @@ def detect_pair(
     if before is None and not model.info.single_date:
         raise BandMappingError(f"model {model.info.label!r} needs two dates; give --before")
 
-    b_info = None if before is None else inspect_raster(before, bands=opts.bands_before, limits=opts.limits,
-                                                        name=str(before))
+    b_info = (
+        None
+        if before is None
+        else inspect_raster(before, bands=opts.bands_before, limits=opts.limits, name=str(before))
+    )
     a_info = inspect_raster(after, bands=opts.bands_after, limits=opts.limits, name=str(after))
     a_bands = _bands_for_model(a_info.bands, model)
     if b_info is not None:
@@ -185,8 +188,9 @@ def detect_pair(
                 return _run_batch(src, tiles, area, model, norm, names, threshold, opts, tile_size)
 
             done = 0
-            for results in _ordered_map(work, _batches(make_tiles(area, tile_size=tile_size, margin=margin), batch),
-                                        workers):
+            for results in _ordered_map(
+                work, _batches(make_tiles(area, tile_size=tile_size, margin=margin), batch), workers
+            ):
                 for tile, prob_core, valid_core, frags in results:
                     fragments.extend(frags)
                     if prob_writer is not None:
@@ -276,6 +280,27 @@ def _pad(arr: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
     return np.pad(arr, widths, mode="symmetric")
 
 
+def _valid_in_tile(ok: np.ndarray, tile: Tile, tile_size: int, border_px: int) -> np.ndarray:
+    """Valid pixels of the padded tile, less ``border_px`` along image, area and nodata edges.
+
+    Those edges carry resampling artefacts; padding is never valid.
+    """
+    top, bottom, left, right = tile.pad
+    h, w = ok.shape
+    valid = np.zeros((tile_size, tile_size), dtype=bool)
+    if ok.all():  # the common case: only the padded sides need trimming, no morphology
+        b = border_px
+        valid[
+            top + (b if top else 0) : top + h - (b if bottom else 0),
+            left + (b if left else 0) : left + w - (b if right else 0),
+        ] = True
+        return valid
+    valid[top : top + h, left : left + w] = ok
+    if border_px:
+        valid = ndimage.binary_erosion(valid, iterations=border_px, border_value=0)
+    return valid
+
+
 def _run_batch(
     src: PairSource,
     tiles: list[Tile],
@@ -298,13 +323,7 @@ def _run_batch(
             a01 = np.where(ok[None], a01, b01)
             x[i, 0] = _pad(b01, tile.pad)
         x[i, -1] = _pad(a01, tile.pad)
-        valid_i = np.zeros((tile_size, tile_size), dtype=bool)
-        t, _, l_, _ = tile.pad
-        valid_i[t : t + ok.shape[0], l_ : l_ + ok.shape[1]] = ok
-        if opts.border_px:
-            # image edges and nodata borders carry resampling artefacts
-            valid_i = ndimage.binary_erosion(valid_i, iterations=opts.border_px, border_value=0)
-        valid[i] = valid_i
+        valid[i] = _valid_in_tile(ok, tile, tile_size, opts.border_px)
     prob = model.predict(x, names)
     out = []
     for i, tile in enumerate(tiles):

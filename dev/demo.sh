@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup.sh
-exec .venv/bin/soilwatch demo "$@"
+exec .venv/bin/soilwatch demo --overwrite "$@"

@@ -30,6 +30,7 @@ app = typer.Typer(
     "in before/after imagery and check them against the approved-project list.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: paragraphs are re-wrapped, [brackets] shown as written
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

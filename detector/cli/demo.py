@@ -25,13 +25,18 @@ def demo(
     model: str = typer.Option("baseline", "--model", "-m", help="Model name or weights file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier demo results in --out-dir."),
 ) -> None:
-    """Make a synthetic before/after pair (CGCS2000 Gauss-Krüger, 4-band, with construction sites,
-    fields, ploughing, roads, haze and seasonal change) and detect the disturbance patches on it.
+    """Make demo imagery and detect the disturbance patches on it.
+
+    The imagery is a synthetic but realistic before/after pair in CGCS2000 / Gauss-Krüger
+    (EPSG:4548), 4 bands, with construction sites, fields, ploughing, roads, haze and seasonal change.
 
     The imagery is written once and reused; results go to OUT_DIR/patches.gpkg. The demo also
     prints how many planted construction sites were found and how many patches are false alarms.
 
-    Example: soilwatch demo --overwrite
+    Example:
+
+    \b
+      soilwatch demo --overwrite
     """
     console = Console()
     quiet = logging.getLogger().level > logging.WARNING

@@ -50,13 +50,13 @@ def detect(
         None, "--before", "-b", help="The earlier image. Without it: current bare soil in --after only."
     ),
     model: str = typer.Option(
-        "baseline", "--model", "-m", help="Registered model name (see --list-models) or a weights file path."
+        "baseline", "--model", "-m", help="Registered model name (baseline) or a weights file path (.pt)."
     ),
     model_config: Path | None = typer.Option(
         None, "--model-config", help="YAML file of model settings, e.g. baseline thresholds."
     ),
     threshold: float | None = typer.Option(
-        None, min=0.0, max=1.0, help="Probability above which a pixel is disturbed [default: the model's own]."
+        None, min=0.0, max=1.0, help="Probability above which a pixel is disturbed (default: the model's own)."
     ),
     min_area_m2: float = typer.Option(200.0, "--min-area-m2", min=0.0, help="Minimum mapping area in m²."),
     bands: str | None = typer.Option(
@@ -66,9 +66,9 @@ def detect(
     common_bands: bool = typer.Option(
         False, "--common-bands", help="Use only the bands both dates have (e.g. RGB before, RGB+NIR after)."
     ),
-    before_date: str | None = typer.Option(None, help="Date of --before, YYYY-MM-DD [default: from tags/name]."),
-    after_date: str | None = typer.Option(None, help="Date of --after, YYYY-MM-DD [default: from tags/name]."),
-    crs: str | None = typer.Option(None, help="CRS of the output, e.g. EPSG:4490 [default: the before image's]."),
+    before_date: str | None = typer.Option(None, help="Date of --before, YYYY-MM-DD (default: from tags/name)."),
+    after_date: str | None = typer.Option(None, help="Date of --after, YYYY-MM-DD (default: from tags/name)."),
+    crs: str | None = typer.Option(None, help="CRS of the output, e.g. EPSG:4490 (default: the before image's)."),
     prob_out: Path | None = typer.Option(
         None, "--prob-out", help="Also write the probability raster (percent, uint8) as a Cloud-Optimised GeoTIFF."
     ),
@@ -78,10 +78,10 @@ def detect(
     max_resolution_m: float = typer.Option(
         10.0, "--max-resolution-m", min=0.0, help="Refuse images with pixels coarser than this, in metres."
     ),
-    tile_size: int | None = typer.Option(None, min=64, help="Model window in pixels [default: the model's]."),
-    batch_size: int | None = typer.Option(None, min=1, help="Windows per model call [default: the model's]."),
-    workers: int | None = typer.Option(None, min=1, help="Worker threads [default: CPU cores, at most 4]."),
-    device: str | None = typer.Option(None, help="torch device for learned models: cpu or cuda [default: auto]."),
+    tile_size: int | None = typer.Option(None, min=64, help="Model window in pixels (default: the model's)."),
+    batch_size: int | None = typer.Option(None, min=1, help="Windows per model call (default: the model's)."),
+    workers: int | None = typer.Option(None, min=1, help="Worker threads (default: CPU cores, at most 4)."),
+    device: str | None = typer.Option(None, help="torch device for learned models: cpu or cuda (default: auto)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     show: int = typer.Option(10, min=0, help="How many of the largest patches to list when done."),
 ) -> None:
@@ -92,8 +92,11 @@ def detect(
     runs window by window, and patches of at least --min-area-m2 are written with area (m², 亩),
     centroid (CGCS2000 lon/lat), confidence and dates. Every patch is a lead (疑似) for field checks.
 
-    Example (after `soilwatch demo`): soilwatch detect -b demo-output/demo_2023-06-15.tif
-    -a demo-output/demo_2024-06-15.tif -o demo-output/my_patches.gpkg --overwrite
+    Example, on the imagery made by `soilwatch demo`:
+
+    \b
+      soilwatch detect -b demo-output/demo_2023-06-15.tif -a demo-output/demo_2024-06-15.tif \\
+          -o demo-output/my_patches.gpkg --prob-out demo-output/my_prob.tif --overwrite
     """
     options = DetectOptions(
         model=model,
