@@ -63,7 +63,7 @@ class DetectOptions:
     model_config: dict[str, Any] | None = None
     threshold: float | None = None
     min_area_m2: float = 200.0
-    max_resolution_m: float = 10.0
+    max_resolution_m: float = 16.0
     bands_before: str | None = None
     bands_after: str | None = None
     common_bands: bool = False

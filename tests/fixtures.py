@@ -118,3 +118,12 @@ def marker_pair(h: int, w: int, painted: np.ndarray | None = None) -> tuple[np.n
     if painted is not None:
         after[0][painted] = 255
     return before, after
+
+
+def shared_data() -> Path | None:
+    """The real labelled data (``SOILWATCH_SHARED_DATA`` or ``<repo>/../shared/data``), or None."""
+    import os
+
+    env = os.environ.get("SOILWATCH_SHARED_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return path if path.is_dir() else None

@@ -76,7 +76,7 @@ def detect(
         None, help="Only this area: left,bottom,right,top in the before image's CRS."
     ),
     max_resolution_m: float = typer.Option(
-        10.0, "--max-resolution-m", min=0.0, help="Refuse images with pixels coarser than this, in metres."
+        16.0, "--max-resolution-m", min=0.0, help="Refuse images with pixels coarser than this, in metres."
     ),
     tile_size: int | None = typer.Option(None, min=64, help="Model window in pixels (default: the model's)."),
     batch_size: int | None = typer.Option(None, min=1, help="Windows per model call (default: the model's)."),
