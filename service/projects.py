@@ -11,10 +11,10 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from service import audit
-from service.api.deps import DistrictScope
 from service.errors import InvalidInputError
 from service.models import District, ImportReport, Project, User, set_geometry
 from service.project_import import PROJECT_FIELDS, ProjectRow, ReadResult
+from service.scope import DistrictScope
 
 __all__ = ["ProjectQuery", "apply_import", "search_projects", "parse_bbox", "AUDIT_FIELDS"]
 

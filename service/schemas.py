@@ -17,6 +17,14 @@ __all__ = [
     "ProjectUpdate",
     "ImportIssue",
     "ImportReportPublic",
+    "PatchMatchPublic",
+    "PatchPublic",
+    "PatchesPublic",
+    "PatchUpdate",
+    "ReviewCreate",
+    "ReviewPublic",
+    "AuditEventPublic",
+    "HistoryPublic",
 ]
 
 
@@ -120,3 +128,102 @@ class ImportReportPublic(_Out):
     errors: list[ImportIssue] = Field(description="Rejected rows with the reason")
     warnings: list[ImportIssue] = Field(description="Rows imported with a repair or a guess")
     created_at: dt.datetime
+
+
+class PatchMatchPublic(_Out):
+    project_id: int
+    project_code: str | None = None
+    project_name: str | None = None
+    overlap_area_m2: float
+    overlap_share: float = Field(description="Share of the patch area inside this project")
+
+
+class PatchPublic(_Out):
+    """A disturbance patch (扰动图斑); ``geometry`` is GeoJSON in EPSG:4326. Machine categories are 疑似 (suspected)."""
+
+    id: int
+    patch_code: str = Field(examples=["2024_120225_000017"])
+    scan_id: int | None
+    district_code: str | None
+    area_m2: float
+    area_mu: float = Field(description="亩 (1 亩 = 666.67 m²)")
+    lon: float
+    lat: float
+    before_date: dt.date | None
+    after_date: dt.date | None
+    confidence: float | None
+    model: str | None
+    change_type: str | None = Field(description="新增 / 续建（范围扩大）…")
+    disturbance_type: str | None
+    previous_patch_id: int | None = Field(description="The same site found by an earlier scan")
+    category: str | None = Field(description="compliant, suspected_unapproved, suspected_out_of_bounds, …")
+    category_label: str | None = Field(None, description="合规, 疑似未批先建, 疑似超出防治责任范围, 疑似建设地点变更")
+    category_reason: str | None
+    overlap_area_m2: float | None
+    outside_area_m2: float | None
+    outside_share: float | None
+    nearest_project_id: int | None
+    nearest_distance_m: float | None
+    priority: int
+    review_status: str
+    verdict: str | None
+    verdict_label: str | None = None
+    assignee_id: int | None
+    version: int
+    bbox: list[float] | None = None
+    geometry: dict[str, Any] | None = None
+    matches: list[PatchMatchPublic] = Field(default_factory=list)
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PatchesPublic(BaseModel):
+    data: list[PatchPublic]
+    count: int
+    offset: int
+    limit: int
+
+
+class PatchUpdate(BaseModel):
+    """Supervisor actions: assign to an inspector, close (销号) after rectification."""
+
+    model_config = ConfigDict(extra="forbid")
+    assignee_id: int | None = None
+    review_status: str | None = Field(None, pattern="^(unreviewed|assigned|reviewed|closed)$")
+    disturbance_type: str | None = Field(None, max_length=30)
+
+
+class ReviewCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: str = Field(pattern="^(confirmed_violation|compliant|not_construction|false_detection)$",
+                         description="confirmed_violation 违法违规, compliant 合规, not_construction 非生产建设项目, "
+                         "false_detection 误判")  # fmt: skip
+    note: str | None = Field(None, max_length=5000)
+    photos: list[str] = Field(default_factory=list, description="References to field photos / UAV panoramas")
+
+
+class ReviewPublic(_Out):
+    id: int
+    patch_id: int
+    reviewer_id: int | None
+    verdict: str
+    note: str | None
+    photos: list[str]
+    created_at: dt.datetime
+
+
+class AuditEventPublic(_Out):
+    id: int
+    at: dt.datetime
+    user_id: int | None = Field(description="null: the system (matching, scans)")
+    entity_type: str
+    entity_id: int
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str | None
+
+
+class HistoryPublic(BaseModel):
+    data: list[AuditEventPublic]
+    reviews: list[ReviewPublic]

@@ -96,3 +96,12 @@ VECTOR_TYPE_ALIASES = {
     "schematic": VectorType.schematic,
     "point_buffer": VectorType.point_buffer,
 }
+
+#: Ranking of suspected categories (higher = review first); priority zones add to it.
+CATEGORY_PRIORITY = {
+    Category.suspected_unapproved: 30,
+    Category.suspected_out_of_bounds: 20,
+    Category.suspected_relocated: 10,
+    Category.compliant: 0,
+    Category.too_small: 0,
+}

@@ -153,3 +153,28 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def add_patches(settings: Settings) -> Callable[..., list[int]]:
+    """``add_patches([polygon, …], after_date=…, scan_id=None)`` stores detector-style patches
+    (lon/lat polygons) through :func:`service.patches.ingest_detections`; returns their ids."""
+    import datetime as dt
+
+    import geopandas as gpd
+
+    from service.patches import ingest_detections
+
+    def add(geoms: list, *, after_date: dt.date = dt.date(2024, 5, 1), scan_id: int | None = None) -> list[int]:
+        frame = gpd.GeoDataFrame(
+            {"confidence": [0.9] * len(geoms), "after_date": [after_date] * len(geoms), "model": ["test"] * len(geoms)},
+            geometry=geoms,
+            crs="EPSG:4326",
+        )
+        engine = make_engine(settings)
+        with session_scope(make_sessionmaker(engine)) as session:
+            ids = [p.id for p in ingest_detections(session, settings, frame, scan_id=scan_id)]
+        engine.dispose()
+        return ids
+
+    return add

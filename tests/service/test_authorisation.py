@@ -19,15 +19,26 @@ ENDPOINTS = [
     ("POST", "/api/v1/projects/import", "supervisor", {"files": {"file": ("empty.zip", b"")}}),
     ("PATCH", "/api/v1/projects/999999", "supervisor", {"json": {"name": "x"}}),
     ("DELETE", "/api/v1/projects/999999", "supervisor", {}),
+    ("GET", "/api/v1/patches", "viewer", {}),
+    ("GET", "/api/v1/patches/999999", "viewer", {}),
+    ("GET", "/api/v1/patches/999999/history", "viewer", {}),
+    ("PATCH", "/api/v1/patches/999999", "supervisor", {"json": {}}),
+    ("POST", "/api/v1/patches/999999/reviews", "inspector", {"json": {"verdict": "compliant"}}),
 ]
 
 
 def test_every_route_is_in_the_table(client):
     paths = client.get("/openapi.json").json()["paths"]
     routed = {(m.upper(), p) for p, ops in paths.items() for m in ops}
-    tabled = {(m, p.replace("999999", "{project_id}").replace("imports/{project_id}", "imports/{import_id}"))
-              for m, p, _, _ in ENDPOINTS}  # fmt: skip
+    tabled = {(m, _template(p)) for m, p, _, _ in ENDPOINTS}
     assert routed - tabled == set(), "add the new routes to ENDPOINTS"
+
+
+def _template(path: str) -> str:
+    for prefix, name in (("/patches/", "patch_id"), ("/projects/imports/", "import_id"), ("/projects/", "project_id")):
+        if prefix + "999999" in path:
+            return path.replace("999999", "{" + name + "}")
+    return path
 
 
 def test_role_matrix(client, auth):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import shapely
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from service import audit
 from service.api.deps import (
@@ -20,6 +21,8 @@ from service.api.deps import (
     owned,
     require_role,
 )
+from service.compliance import rematch_areas
+from service.core.config import Settings
 from service.errors import NotFoundError, PayloadTooLargeError
 from service.models import ImportReport, Project, User
 from service.project_import import read_project_file
@@ -75,7 +78,7 @@ def import_projects(
         _copy_limited(file, path, settings.max_import_bytes)
         result = read_project_file(path, filename, settings, workdir=workdir, crs=crs, encoding=encoding)
         report, changed = apply_import(session, user, scope, result, filename, district_code=district_code)
-        _after_projects_changed(session, changed, f"project list import #{report.id} ({filename})", user)
+        _after_projects_changed(session, settings, changed, f"project list import #{report.id} ({filename})", user)
         session.commit()
         return report
     finally:
@@ -99,11 +102,9 @@ def _copy_limited(file: UploadFile, dest: Any, limit: int) -> None:
             out.write(chunk)
 
 
-def _after_projects_changed(session: SessionDep, areas: list[Any], reason: str, user: User) -> None:
-    """Re-run compliance matching where the list changed (wired in service.compliance)."""
-    from service.compliance import rematch_areas
-
-    rematch_areas(session, areas, reason=reason, user=user)
+def _after_projects_changed(session: Session, settings: Settings, areas: list[Any], reason: str, user: User) -> None:
+    """Re-run compliance matching where the list changed; patch histories record ``reason``."""
+    rematch_areas(session, settings, areas, reason=reason, user=user)
 
 
 @router.get("/imports/{import_id}", response_model=ImportReportPublic, summary="One import report")
@@ -152,6 +153,7 @@ def update_project(
     body: ProjectUpdate,
     response: Response,
     session: SessionDep,
+    settings: SettingsDep,
     scope: ScopeDep,
     if_match: Annotated[str | None, Header(description="ETag from GET; 412 if someone saved first")] = None,
 ) -> ProjectPublic:
@@ -165,7 +167,7 @@ def update_project(
     session.flush()
     audit.record(session, user, project, "edited", before=before, after=audit.snapshot(project, AUDIT_FIELDS))
     if "vector_type" in changes:
-        _after_projects_changed(session, [project.geometry], f"project {project.code} edited", user)
+        _after_projects_changed(session, settings, [project.geometry], f"project {project.code} edited", user)
     session.commit()
     response.headers["ETag"] = etag_of(project)
     return project_public(project)
@@ -176,6 +178,7 @@ def delete_project(
     user: Supervisor,
     project: OwnedProject,
     session: SessionDep,
+    settings: SettingsDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     check_if_match(if_match, project)
@@ -184,6 +187,6 @@ def delete_project(
     code = project.code
     session.delete(project)
     session.flush()
-    _after_projects_changed(session, [geometry], f"project {code} deleted", user)
+    _after_projects_changed(session, settings, [geometry], f"project {code} deleted", user)
     session.commit()
     return Response(status_code=204)

@@ -1,0 +1,196 @@
+"""``/patches``: suspected disturbance patches, their judgement, history and review (复核)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import shapely
+from fastapi import APIRouter, Depends, Header, Query, Response
+from sqlalchemy import func, select
+
+from service import audit
+from service.api.deps import (
+    ScopeDep,
+    SessionDep,
+    SettingsDep,
+    check_if_match,
+    etag_of,
+    owned,
+    require_role,
+)
+from service.errors import InvalidInputError
+from service.models import AuditEvent, Patch, Project, Review, User
+from service.patches import PatchQuery, search_patches
+from service.projects import parse_bbox
+from service.schemas import (
+    AuditEventPublic,
+    HistoryPublic,
+    PatchesPublic,
+    PatchMatchPublic,
+    PatchPublic,
+    PatchUpdate,
+    ReviewCreate,
+    ReviewPublic,
+)
+from service.scope import DistrictScope
+from service.vocab import CATEGORY_LABELS, VERDICT_LABELS, Category, ReviewStatus, Role, Verdict
+
+__all__ = ["router", "patch_public", "patch_query"]
+
+router = APIRouter(prefix="/patches", tags=["patches"])
+Reader = Annotated[User, Depends(require_role(Role.viewer))]
+Inspector = Annotated[User, Depends(require_role(Role.inspector))]
+Supervisor = Annotated[User, Depends(require_role(Role.supervisor))]
+OwnedPatch = Annotated[Patch, Depends(owned(Patch, "patch_id"))]
+REVIEW_FIELDS = ("review_status", "verdict", "assignee_id", "disturbance_type")
+
+
+def patch_public(patch: Patch, *, geometry: bool = True, projects: dict[int, Project] | None = None) -> PatchPublic:
+    data: dict[str, Any] = {c: getattr(patch, c) for c in PatchPublic.model_fields if hasattr(patch, c)}
+    data["category_label"] = CATEGORY_LABELS.get(Category(patch.category)) if patch.category else None
+    data["verdict_label"] = VERDICT_LABELS.get(Verdict(patch.verdict)) if patch.verdict else None
+    data["bbox"] = [patch.min_x, patch.min_y, patch.max_x, patch.max_y]
+    data["geometry"] = shapely.geometry.mapping(patch.geometry) if geometry else None
+    projects = projects or {}
+    data["matches"] = [
+        PatchMatchPublic(
+            project_id=m.project_id,
+            project_code=getattr(projects.get(m.project_id), "code", None),
+            project_name=getattr(projects.get(m.project_id), "name", None),
+            overlap_area_m2=m.overlap_area_m2,
+            overlap_share=m.overlap_share,
+        )
+        for m in patch.matches
+    ]
+    return PatchPublic.model_validate(data)
+
+
+def patch_query(
+    district: str | None = None,
+    category: Annotated[list[str] | None, Query(description="Repeat for several; e.g. suspected_unapproved")] = None,
+    review_status: str | None = None,
+    verdict: str | None = None,
+    after_from: Annotated[dt.date | None, Query(description="After-image date from (inclusive)")] = None,
+    after_to: Annotated[dt.date | None, Query(description="After-image date to (inclusive)")] = None,
+    min_area_m2: Annotated[float | None, Query(ge=0)] = None,
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
+    min_priority: int | None = None,
+    scan_id: int | None = None,
+) -> PatchQuery:
+    """The filters shared by ``GET /patches`` and the exports."""
+    known = {c.value for c in Category}
+    for value in category or ():
+        if value not in known:
+            raise InvalidInputError(f"unknown category {value!r}; use one of {', '.join(sorted(known))}")
+    return PatchQuery(district, tuple(category or ()), review_status, verdict, after_from, after_to, min_area_m2,
+                      parse_bbox(bbox), min_priority, scan_id)  # fmt: skip
+
+
+@router.get("", response_model=PatchesPublic, summary="Patches, highest priority first")
+def list_patches(
+    user: Reader,
+    session: SessionDep,
+    settings: SettingsDep,
+    scope: ScopeDep,
+    query: Annotated[PatchQuery, Depends(patch_query)],
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    geometry: bool = False,
+) -> PatchesPublic:
+    limit = min(limit, settings.page_size_max)
+    stmt = search_patches(scope, query)
+    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(
+        stmt.order_by(Patch.priority.desc(), Patch.area_m2.desc(), Patch.id).offset(offset).limit(limit)
+    ).all()
+    return PatchesPublic(data=[patch_public(p, geometry=geometry) for p in rows], count=count, offset=offset,
+                         limit=limit)  # fmt: skip
+
+
+def _projects_of(session: SessionDep, patch: Patch) -> dict[int, Project]:
+    ids = [m.project_id for m in patch.matches]
+    return {p.id: p for p in session.scalars(select(Project).where(Project.id.in_(ids)))} if ids else {}
+
+
+@router.get("/{patch_id}", response_model=PatchPublic, summary="One patch with geometry and matched projects")
+def read_patch(user: Reader, patch: OwnedPatch, session: SessionDep, response: Response) -> PatchPublic:
+    response.headers["ETag"] = etag_of(patch)
+    return patch_public(patch, projects=_projects_of(session, patch))
+
+
+@router.get("/{patch_id}/history", response_model=HistoryPublic, summary="Every change: who, when, what, why")
+def patch_history(user: Reader, patch: OwnedPatch, session: SessionDep) -> HistoryPublic:
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "patches", AuditEvent.entity_id == patch.id)
+        .order_by(AuditEvent.at, AuditEvent.id)
+    ).all()
+    reviews = session.scalars(select(Review).where(Review.patch_id == patch.id).order_by(Review.id)).all()
+    return HistoryPublic(
+        data=[AuditEventPublic.model_validate(e) for e in events],
+        reviews=[ReviewPublic.model_validate(r) for r in reviews],
+    )
+
+
+@router.patch("/{patch_id}", response_model=PatchPublic, summary="Assign to an inspector, or close (销号)")
+def update_patch(
+    user: Supervisor,
+    patch: OwnedPatch,
+    body: PatchUpdate,
+    session: SessionDep,
+    scope: ScopeDep,
+    response: Response,
+    if_match: Annotated[str | None, Header(description="ETag from GET; 412 if someone saved first")] = None,
+) -> PatchPublic:
+    check_if_match(if_match, patch)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("assignee_id") is not None:
+        _check_assignee(session, scope, patch, changes["assignee_id"])
+        changes.setdefault("review_status", ReviewStatus.assigned.value)
+    before = audit.snapshot(patch, REVIEW_FIELDS)
+    for key, value in changes.items():
+        setattr(patch, key, value)
+    session.flush()
+    audit.record(session, user, patch, "updated", before=before, after=audit.snapshot(patch, REVIEW_FIELDS))
+    session.commit()
+    response.headers["ETag"] = etag_of(patch)
+    return patch_public(patch, projects=_projects_of(session, patch))
+
+
+def _check_assignee(session: SessionDep, scope: DistrictScope, patch: Patch, assignee_id: int) -> None:
+    assignee = session.get(User, assignee_id)
+    if assignee is None or assignee.role not in (Role.inspector, Role.supervisor, Role.admin):
+        raise InvalidInputError(f"assignee_id {assignee_id!r} is not an inspector; pick a user with that role")
+    if not DistrictScope.of(assignee).allows(patch.district_code):
+        raise InvalidInputError(f"inspector {assignee.name!r} does not work in district {patch.district_code!r}")
+
+
+@router.post(
+    "/{patch_id}/reviews",
+    response_model=PatchPublic,
+    status_code=201,
+    summary="Record a review verdict (needs If-Match)",
+    description="Send `If-Match` with the ETag of your last GET: if someone else saved the patch in between, "
+    "the answer is 412 and nothing is overwritten (428 without If-Match).",
+)
+def create_review(
+    user: Inspector,
+    patch: OwnedPatch,
+    body: ReviewCreate,
+    session: SessionDep,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> PatchPublic:
+    check_if_match(if_match, patch, required=True)
+    before = audit.snapshot(patch, REVIEW_FIELDS)
+    review = Review(patch_id=patch.id, reviewer_id=user.id, verdict=body.verdict, note=body.note, photos=body.photos)
+    session.add(review)
+    patch.verdict = body.verdict
+    patch.review_status = ReviewStatus.reviewed.value
+    session.flush()
+    audit.record(session, user, patch, "reviewed", before=before, after=audit.snapshot(patch, REVIEW_FIELDS),
+                 reason=body.note)  # fmt: skip
+    session.commit()
+    response.headers["ETag"] = etag_of(patch)
+    return patch_public(patch, projects=_projects_of(session, patch))
