@@ -39,10 +39,19 @@ class Fragment:
 def clean_mask(binary: np.ndarray, valid: np.ndarray, *, open_px: int = 1, close_px: int = 1) -> np.ndarray:
     """Morphological opening (drops specks) then closing (fills cracks), never into invalid pixels."""
     out = binary & valid
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    if rows.size == 0:
+        return out
+    # morphology only around the disturbed pixels: most of a scene is quiet
+    pad = 2 * (open_px + close_px) + 1
+    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, out.shape[0])
+    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, out.shape[1])
+    part = out[r0:r1, c0:c1]
     if open_px:
-        out = ndimage.binary_opening(out, structure=_CROSS, iterations=open_px)
+        part = ndimage.binary_opening(part, structure=_CROSS, iterations=open_px)
     if close_px:
-        out = ndimage.binary_closing(out, structure=_CROSS, iterations=close_px, border_value=0)
+        part = ndimage.binary_closing(part, structure=_CROSS, iterations=close_px, border_value=0)
+    out[r0:r1, c0:c1] = part
     return out & valid
 
 
@@ -62,10 +71,13 @@ def vectorize_tile(
     labels, n = ndimage.label(mask, structure=_CROSS)
     if n == 0:
         return []
-    index = np.arange(1, n + 1)
-    counts = ndimage.sum_labels(np.ones_like(prob), labels, index)
-    sums = ndimage.sum_labels(prob, labels, index)
-    maxes = ndimage.maximum(prob, labels, index)
+    inside = labels > 0
+    lab, p = labels[inside], prob[inside].astype(np.float64)
+    counts = np.bincount(lab, minlength=n + 1)[1:]
+    sums = np.bincount(lab, weights=p, minlength=n + 1)[1:]
+    maxes = np.zeros(n + 1)
+    np.maximum.at(maxes, lab, p)
+    maxes = maxes[1:]
     seam = np.zeros(n + 1, dtype=bool)
     edges = (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1])
     for edge, is_seam in zip(edges, seam_edges, strict=True):
