@@ -9,7 +9,7 @@ many of the planted construction sites were found, and how many patches are fals
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +39,16 @@ class DemoPair:
     spec: synthetic.SceneSpec
 
 
-def _blocks(spec: synthetic.SceneSpec) -> Iterator[tuple[Window, list[np.ndarray]]]:
+def _blocks(
+    spec: synthetic.SceneSpec, progress: Callable[[int, int], None] | None = None
+) -> Iterator[tuple[Window, list[np.ndarray]]]:
+    total = (-(-spec.height // _BLOCK)) * (-(-spec.width // _BLOCK))
+    done = 0
     for row in range(0, spec.height, _BLOCK):
         for col in range(0, spec.width, _BLOCK):
+            if progress is not None:
+                progress(done, total)
+            done += 1
             h, w = min(_BLOCK, spec.height - row), min(_BLOCK, spec.width - col)
             before, after, change = synthetic.render_window(
                 spec, row_off=row, col_off=col, height=h, width=w, dtype="uint16"
@@ -51,7 +58,13 @@ def _blocks(spec: synthetic.SceneSpec) -> Iterator[tuple[Window, list[np.ndarray
 
 
 def make_demo_pair(
-    out_dir: Path, *, size: int = 2048, resolution_m: float = 1.0, seed: int = 7, overwrite: bool = False
+    out_dir: Path,
+    *,
+    size: int = 2048,
+    resolution_m: float = 1.0,
+    seed: int = 7,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DemoPair:
     """Write ``demo_<date>.tif`` (before, after) and ``demo_truth.tif`` into ``out_dir``.
 
@@ -85,7 +98,7 @@ def make_demo_pair(
         RasterOutput(pair.after, image, {"ACQ_DATE": AFTER_DATE, "SENSOR": "synthetic, GF-2-like"}, bands),
         RasterOutput(pair.truth, {**base, "count": 1, "dtype": "uint8"}, {"MEANING": "1 = new disturbance"}),
     ]
-    write_rasters(outputs, _blocks(spec), overwrite=True)
+    write_rasters(outputs, _blocks(spec, progress), overwrite=True)
     return pair
 
 

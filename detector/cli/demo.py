@@ -41,7 +41,10 @@ def demo(
     console = Console()
     quiet = logging.getLogger().level > logging.WARNING
     console.print(f"demo imagery in {out_dir}/ ({size} x {size} px at {resolution_m:g} m) ...")
-    pair = make_demo_pair(out_dir, size=size, resolution_m=resolution_m, seed=seed, overwrite=overwrite)
+    with tile_progress("making imagery", enabled=not quiet, unit="blocks") as progress:
+        pair = make_demo_pair(
+            out_dir, size=size, resolution_m=resolution_m, seed=seed, overwrite=overwrite, progress=progress
+        )
     out = out_dir / "patches.gpkg"
     options = DetectOptions(model=model, overwrite=overwrite, prob_out=out_dir / "probability.tif")
     with tile_progress("detecting", enabled=not quiet) as progress:

@@ -14,7 +14,9 @@ __all__ = ["tile_progress"]
 
 
 @contextlib.contextmanager
-def tile_progress(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+def tile_progress(
+    description: str, *, enabled: bool = True, unit: str = "tiles"
+) -> Iterator[Callable[[int, int], None]]:
     """Yields a ``callback(done, total)``; the bar appears only after the first second of work."""
     console = Console(stderr=True)
     if not enabled or not sys.stderr.isatty():
@@ -25,7 +27,7 @@ def tile_progress(description: str, *, enabled: bool = True) -> Iterator[Callabl
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("tiles"),
+        TextColumn(unit),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )

@@ -171,7 +171,7 @@ def test_baseline_finds_new_bare_soil_on_a_field_and_writes_every_format(tmp_pat
     assert res.patches.before_date.iloc[0] == "2023-06-01" and res.patches.after_date.iloc[0] == "2024-06-01"
     assert res.patches.model.iloc[0] == "baseline@1" and (res.patches.confidence > 0.5).all()
     with rasterio.open(tmp_path / "prob_shp.tif") as prob:
-        assert prob.profile["tiled"] and prob.overviews(1) == [] or prob.driver == "GTiff"
+        assert prob.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and prob.nodata == 255
         assert prob.read(1)[100, 100] > 50 and prob.read(1)[10, 10] < 50
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".soilwatch")]
 
