@@ -191,3 +191,15 @@ def test_output_crs_option(tmp_path: Path) -> None:
     res = detect_pair(b, a, tmp_path / "p.geojson", options=opts, model=MarkerModel())
     assert res.patches.crs.to_epsg() == 4490
     assert res.patches.geometry.iloc[0].bounds[0] == pytest.approx(res.patches.lon.iloc[0], abs=0.001)
+
+
+def test_a_brighter_after_image_is_not_a_disturbance(tmp_path: Path) -> None:
+    before, after = field_scene(squares=[(80, 80, 40, 40)])
+    brighter = np.clip(after.astype(np.float32) * 1.35 + 25, 0, 255).astype(np.uint8)  # other sensor, other sun
+    b = write_tif(tmp_path / "b.tif", before)
+    a = write_tif(tmp_path / "a.tif", brighter)
+    found = detect_pair(b, a, None).patches
+    assert len(found) == 1 and found.area_m2.iloc[0] == pytest.approx(1600, rel=0.25)
+    # without the radiometric normalisation the whole field would light up
+    raw = detect_pair(b, a, None, options=DetectOptions(match_histograms=False)).patches
+    assert raw.area_m2.sum() > 5 * found.area_m2.sum()
