@@ -25,6 +25,8 @@ __all__ = [
     "ReviewPublic",
     "AuditEventPublic",
     "HistoryPublic",
+    "ImageryPublic",
+    "ImageriesPublic",
 ]
 
 
@@ -227,3 +229,27 @@ class AuditEventPublic(_Out):
 class HistoryPublic(BaseModel):
     data: list[AuditEventPublic]
     reviews: list[ReviewPublic]
+
+
+class ImageryPublic(_Out):
+    """An uploaded tile; ``footprint`` is GeoJSON in EPSG:4326."""
+
+    id: int
+    filename: str
+    sha256: str
+    size_bytes: int
+    acquired_on: dt.date
+    sensor: str | None
+    district_code: str | None
+    crs: str | None
+    width: int
+    height: int
+    band_count: int
+    resolution_m: float | None
+    footprint: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+class ImageriesPublic(BaseModel):
+    data: list[ImageryPublic]
+    count: int

@@ -19,6 +19,9 @@ ENDPOINTS = [
     ("POST", "/api/v1/projects/import", "supervisor", {"files": {"file": ("empty.zip", b"")}}),
     ("PATCH", "/api/v1/projects/999999", "supervisor", {"json": {"name": "x"}}),
     ("DELETE", "/api/v1/projects/999999", "supervisor", {}),
+    ("POST", "/api/v1/imagery", "supervisor", {"files": {"file": ("x.tif", b"junk")}}),
+    ("GET", "/api/v1/imagery", "viewer", {}),
+    ("GET", "/api/v1/imagery/999999", "viewer", {}),
     ("GET", "/api/v1/patches", "viewer", {}),
     ("GET", "/api/v1/patches/999999", "viewer", {}),
     ("GET", "/api/v1/patches/999999/history", "viewer", {}),
@@ -35,7 +38,12 @@ def test_every_route_is_in_the_table(client):
 
 
 def _template(path: str) -> str:
-    for prefix, name in (("/patches/", "patch_id"), ("/projects/imports/", "import_id"), ("/projects/", "project_id")):
+    for prefix, name in (
+        ("/patches/", "patch_id"),
+        ("/imagery/", "imagery_id"),
+        ("/projects/imports/", "import_id"),
+        ("/projects/", "project_id"),
+    ):
         if prefix + "999999" in path:
             return path.replace("999999", "{" + name + "}")
     return path
