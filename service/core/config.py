@@ -94,6 +94,25 @@ class Settings(BaseSettings):
     schematic_tolerance_m: float = Field(
         default=200.0, ge=0, description="Schematic (示意性范围) outlines are grown by this much before matching."
     )
+    # Exports and the builder credit list (信用名单)
+    export_max_features: int = Field(
+        default=500_000, gt=0, description="Largest patch export; bigger queries answer 413 (narrow them)."
+    )
+    credit_watch_min_cases: int = Field(
+        default=1, ge=1, description="Confirmed violations that put a builder on the 重点关注名单 (key attention)."
+    )
+    credit_blacklist_min_cases: int = Field(
+        default=3, ge=1, description="Confirmed violations that put a builder on the 黑名单 (blacklist)."
+    )
+    credit_rectify_days: int | None = Field(
+        default=180,
+        ge=0,
+        description="A confirmed case not closed (销号) this many days after its verdict puts the builder on the "
+        "黑名单; unset for no deadline.",
+    )
+    credit_window_days: int | None = Field(
+        default=None, ge=1, description="Only cases confirmed within this many days count; unset for all."
+    )
 
     @field_validator("field_map")
     @classmethod

@@ -27,6 +27,8 @@ ENDPOINTS = [
     ("GET", "/api/v1/patches/999999/history", "viewer", {}),
     ("PATCH", "/api/v1/patches/999999", "supervisor", {"json": {}}),
     ("POST", "/api/v1/patches/999999/reviews", "inspector", {"json": {"verdict": "compliant"}}),
+    ("GET", "/api/v1/exports/patches", "viewer", {"params": {"format": "csv"}}),
+    ("GET", "/api/v1/exports/training-labels", "supervisor", {}),
 ]
 
 
