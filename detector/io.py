@@ -53,6 +53,7 @@ __all__ = [
     "RasterOutput",
     "read_small_raster",
     "write_rasters",
+    "read_rgb_window",
 ]
 
 log = logging.getLogger(__name__)
@@ -467,3 +468,58 @@ def read_small_raster(path: str | Path, *, max_pixels: int = 50_000_000) -> tupl
         if src.width * src.height > max_pixels:
             raise RasterTooLargeError(f"{str(path)!r} is too large to read whole ({src.width} x {src.height})")
         return src.read(1), src.transform, src.crs
+
+
+def read_rgb_window(
+    path: str | Path,
+    bounds: tuple[float, float, float, float],
+    *,
+    bands: str | None = None,
+    max_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The red, green and blue pixels of ``path`` inside ``bounds`` ``(left, bottom, right, top)`` in its CRS.
+
+    Returns ``(rgb, valid, transform)``: ``rgb`` ``(3, h, w)`` in the file's dtype, ``valid`` ``(h, w)``
+    bool (False outside the image and where it has no data) and the affine transform of the crop.
+    The crop is snapped outward to whole pixels; one larger than ``max_size`` pixels on its longer
+    side is read reduced (averaged), so a huge patch never reads a huge window. Bands come from
+    ``bands`` (``--bands`` syntax) or are inferred as :func:`inspect_raster` does. Used for review
+    chips (:func:`detector.chips.render_chip`).
+    """
+    from affine import Affine
+    from rasterio.windows import from_bounds
+
+    from detector.errors import NoOverlapError
+
+    info = inspect_raster(path, bands=bands)
+    indexes = [info.bands.indexes[info.bands.names.index(name)] for name in ("red", "green", "blue")]
+    with _open(path) as src:
+        raw = from_bounds(*bounds, transform=src.transform)
+        col0, row0 = int(np.floor(raw.col_off + 1e-6)), int(np.floor(raw.row_off + 1e-6))
+        col1 = int(np.ceil(raw.col_off + raw.width - 1e-6))
+        row1 = int(np.ceil(raw.row_off + raw.height - 1e-6))
+        width, height = max(col1 - col0, 1), max(row1 - row0, 1)
+        c0, r0 = max(col0, 0), max(row0, 0)
+        c1, r1 = min(col0 + width, src.width), min(row0 + height, src.height)
+        if c1 <= c0 or r1 <= r0:
+            raise NoOverlapError(f"bounds {bounds!r} lie outside {str(path)!r} ({src.bounds!r}, {src.crs})")
+        scale = max(1.0, max(width, height) / max_size)
+        out_w, out_h = max(1, round(width / scale)), max(1, round(height / scale))
+        sx, sy = width / out_w, height / out_h
+        # Read only the part inside the image (a boundless read would go through a VRT) and place it.
+        x0, y0 = round((c0 - col0) / sx), round((r0 - row0) / sy)
+        x1, y1 = max(x0 + 1, round((c1 - col0) / sx)), max(y0 + 1, round((r1 - row0) / sy))
+        x1, y1 = min(x1, out_w), min(y1, out_h)
+        part = src.read(
+            indexes,
+            window=Window(c0, r0, c1 - c0, r1 - r0),
+            out_shape=(3, y1 - y0, x1 - x0),
+            masked=True,
+            resampling=Resampling.average if scale > 1 else Resampling.nearest,
+        )
+        rgb = np.zeros((3, out_h, out_w), dtype=part.dtype)
+        valid = np.zeros((out_h, out_w), dtype=bool)
+        rgb[:, y0:y1, x0:x1] = part.filled(0)
+        valid[y0:y1, x0:x1] = ~np.ma.getmaskarray(part).any(axis=0)
+        transform = src.window_transform(Window(col0, row0, width, height)) @ Affine.scale(sx, sy)
+    return rgb, valid, transform

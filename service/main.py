@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from service.api.problems import install_problem_handlers
-from service.api.routes import api_router
+from service.api.routes import api_router, scans
 from service.core.config import Settings, get_settings
 from service.db import make_engine, make_sessionmaker
 
@@ -24,22 +25,39 @@ Errors are `application/problem+json`. Compliance categories: `compliant` 合规
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app on its own engine; the database must be migrated (``soilwatch db upgrade``)."""
+def create_app(settings: Settings | None = None, *, scan_worker: bool = True) -> FastAPI:
+    """Build the app on its own engine; the database must be migrated (``soilwatch db upgrade``).
+
+    With ``scan_worker`` (the default) a background thread runs the queued scans while the app runs
+    (:class:`service.scan_worker.ScanWorker`); it picks up scans a previous run left unfinished.
+    """
     from soilwatch import __version__
 
     settings = settings or get_settings()
     engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if scan_worker:
+            from service.scan_worker import ScanWorker
+
+            worker = app.state.scan_worker = ScanWorker(sessions, settings)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)  # joins the thread; keep the event loop free meanwhile
+            engine.dispose()
 
     app = FastAPI(title="soilwatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = sessions
+    app.state.scan_worker = None
     install_problem_handlers(app)
     app.include_router(api_router)
+    app.include_router(scans.router, prefix=api_router.prefix)
     return app

@@ -215,6 +215,11 @@ class Scan(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Worker bookkeeping (migration 0002): who runs it, when it last said so, how many tries. A running scan
+    # whose heartbeat went stale belongs to a dead process and is queued again (see service.scan_worker).
+    worker: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Patch(_BBox, Base):

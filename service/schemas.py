@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,9 @@ __all__ = [
     "HistoryPublic",
     "ImageryPublic",
     "ImageriesPublic",
+    "ScanCreate",
+    "ScanPublic",
+    "ScansPublic",
 ]
 
 
@@ -253,3 +256,184 @@ class ImageryPublic(_Out):
 class ImageriesPublic(BaseModel):
     data: list[ImageryPublic]
     count: int
+
+
+class ScanCreate(BaseModel):
+    """What to compare: two tiles; or an area with two dates; or ``{"mode": "latest"}`` (optionally with an area).
+
+    With dates, the tiles covering the area whose acquisition dates are nearest to them are used; with
+    ``latest``, the newest tile and the newest older one overlapping it.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"before_imagery_id": 1, "after_imagery_id": 2},
+                {"district_code": "120225", "before_date": "2023-06-15", "after_date": "2024-06-15"},
+                {"bbox": [117.14, 40.05, 117.16, 40.07], "before_date": "2023-06-01", "after_date": "2024-06-01"},
+                {"mode": "latest", "district_code": "120225"},
+            ]
+        },
+    )
+    before_imagery_id: int | None = Field(None, ge=1)
+    after_imagery_id: int | None = Field(None, ge=1)
+    district_code: str | None = Field(None, description="Limit the scan to this district's boundary")
+    bbox: list[float] | None = Field(
+        None, min_length=4, max_length=4, description="[min_lon, min_lat, max_lon, max_lat]"
+    )
+    before_date: dt.date | None = None
+    after_date: dt.date | None = None
+    mode: Literal["latest"] | None = Field(None, description="latest: the newest imagery against the previous date")
+
+
+class ScanPublic(_Out):
+    """A scan (检测任务). ``status``: queued, running, succeeded, failed or cancelled; ``progress`` 0–1."""
+
+    id: int
+    status: str = Field(examples=["running"])
+    progress: float = Field(description="0–1; detection is the first 90 %, storing and matching the rest")
+    message: str | None = Field(None, description="What happened: the error of a failed scan, the counts of a done one")
+    before_imagery_id: int | None
+    after_imagery_id: int
+    before_date: dt.date | None = None
+    after_date: dt.date | None = None
+    district_code: str | None
+    mode: str | None = Field(None, description="pair, dates or latest")
+    bbox: list[float] | None = None
+    model: str | None
+    patch_count: int
+    counts: dict[str, int] = Field(default_factory=dict, description="Patches of this scan per category")
+    cancel_requested: bool
+    attempts: int = Field(description="Runs started (a run interrupted by a restart is run again)")
+    created_by: int | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class ScansPublic(BaseModel):
+    data: list[ScanPublic]
+    count: int
+    offset: int
+    limit: int
+
+
+# --- Statistics, builder credit list (exports stream files and need no schema) ---------------------------
+
+__all__ += [
+    "StatsCategoryCount",
+    "StatsVerdictCount",
+    "StatsRowPublic",
+    "StatsPublic",
+    "CreditRulesPublic",
+    "CreditCasePublic",
+    "CreditEntryPublic",
+    "CreditListPublic",
+]
+
+
+class StatsCategoryCount(BaseModel):
+    category: str = Field(examples=["suspected_unapproved"])
+    label: str | None = Field(None, examples=["疑似未批先建"])
+    count: int
+    area_m2: float
+
+
+class StatsVerdictCount(BaseModel):
+    verdict: str = Field(examples=["confirmed_violation"])
+    label: str | None = Field(None, examples=["违法违规"])
+    count: int
+
+
+class StatsRowPublic(BaseModel):
+    """Counts of one group; the keys not grouped by are null. Areas in m² and 亩 (1 亩 = 666.67 m²)."""
+
+    district_code: str | None = Field(None, examples=["120225"])
+    district_name: str | None = Field(None, examples=["蓟州区"])
+    month: str | None = Field(None, description="Month of the after-image date", examples=["2024-05"])
+    model: str | None = Field(None, description="Detector model (version) that found the patches")
+    found: int = Field(description="Patches detected")
+    area_m2: float
+    area_mu: float
+    suspected: int = Field(description="Judged 疑似 (any suspected_* category) by the machine")
+    suspected_area_m2: float
+    suspected_area_mu: float
+    by_category: list[StatsCategoryCount]
+    reviewed: int = Field(description="With an inspector's verdict")
+    by_verdict: list[StatsVerdictCount]
+    confirmed: int = Field(description="Verdict confirmed_violation (违法违规)")
+    confirmed_area_m2: float
+    confirmed_area_mu: float
+    rejected: int = Field(description="Verdict false_detection (误判) or not_construction (非生产建设项目)")
+    closed: int = Field(description="Closed (销号) after rectification")
+    closed_area_m2: float
+    closed_area_mu: float
+    field_precision: float | None = Field(
+        description="confirmed / (confirmed + rejected): how often inspectors agreed with the detector; "
+        "null before any such verdict"
+    )
+    disturbance_precision: float | None = Field(
+        description="(confirmed + compliant verdicts) / reviewed: share of reviewed patches that were real "
+        "construction disturbances"
+    )
+
+
+class StatsPublic(BaseModel):
+    period_start: dt.date | None
+    period_end: dt.date | None
+    group_by: list[str]
+    data: list[StatsRowPublic]
+    total: StatsRowPublic = Field(description="All groups together")
+
+
+class CreditRulesPublic(BaseModel):
+    """The configured rule (SOILWATCH_CREDIT_*)."""
+
+    watch_min_cases: int = Field(description="Confirmed cases that put a builder on the 重点关注名单")
+    blacklist_min_cases: int = Field(description="Confirmed cases that put a builder on the 黑名单")
+    rectify_days: int | None = Field(description="An open case this many days after its verdict → 黑名单")
+    window_days: int | None = Field(description="Only cases confirmed within this many days count")
+
+
+class CreditCasePublic(_Out):
+    patch_id: int
+    patch_code: str
+    district_code: str | None
+    category: str | None = Field(description="Machine category before review, e.g. suspected_unapproved")
+    category_label: str | None
+    area_m2: float
+    verdict_on: dt.date = Field(description="Date of the confirming review")
+    closed: bool = Field(description="Closed (销号) after rectification")
+    closed_on: dt.date | None
+    overdue: bool = Field(description="Still open past the rectification deadline")
+    attribution: str | None = Field(
+        description="How the builder was found: review_note (建设单位：… in the review note), overlap (the project "
+        "the patch overlaps most), nearest (the nearest project); null when unattributed"
+    )
+    project_id: int | None = None
+    project_code: str | None = None
+    project_name: str | None = None
+
+
+class CreditEntryPublic(_Out):
+    builder: str = Field(description="建设单位")
+    level: str = Field(description="key_attention or blacklist", examples=["blacklist"])
+    level_label: str = Field(examples=["黑名单"])
+    reasons: list[str]
+    confirmed_cases: int
+    open_cases: int
+    overdue_cases: int
+    first_verdict_on: dt.date
+    last_verdict_on: dt.date
+    cases: list[CreditCasePublic]
+
+
+class CreditListPublic(BaseModel):
+    as_of: dt.date
+    rules: CreditRulesPublic
+    data: list[CreditEntryPublic]
+    count: int
+    unattributed: list[CreditCasePublic] = Field(
+        description="Confirmed cases with no builder yet: name it in the review note as 建设单位：<name>"
+    )

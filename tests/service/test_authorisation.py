@@ -29,6 +29,14 @@ ENDPOINTS = [
     ("POST", "/api/v1/patches/999999/reviews", "inspector", {"json": {"verdict": "compliant"}}),
     ("GET", "/api/v1/exports/patches", "viewer", {"params": {"format": "csv"}}),
     ("GET", "/api/v1/exports/training-labels", "supervisor", {}),
+    ("GET", "/api/v1/stats", "viewer", {}),
+    ("GET", "/api/v1/credit-list", "viewer", {}),
+    ("GET", "/api/v1/patches/999999/chips/before.png", "viewer", {}),
+    ("GET", "/api/v1/patches/999999/chips/after.png", "viewer", {}),
+    ("POST", "/api/v1/scans", "supervisor", {"json": {}}),
+    ("GET", "/api/v1/scans", "viewer", {}),
+    ("GET", "/api/v1/scans/999999", "viewer", {}),
+    ("POST", "/api/v1/scans/999999/cancel", "supervisor", {}),
 ]
 
 
@@ -42,6 +50,7 @@ def test_every_route_is_in_the_table(client):
 def _template(path: str) -> str:
     for prefix, name in (
         ("/patches/", "patch_id"),
+        ("/scans/", "scan_id"),
         ("/imagery/", "imagery_id"),
         ("/projects/imports/", "import_id"),
         ("/projects/", "project_id"),

@@ -19,6 +19,7 @@ from service.api.deps import (
     owned,
     require_role,
 )
+from service.chips import chip_png
 from service.errors import InvalidInputError
 from service.models import AuditEvent, Patch, Project, Review, User
 from service.patches import PatchQuery, search_patches
@@ -194,3 +195,36 @@ def create_review(
     session.commit()
     response.headers["ETag"] = etag_of(patch)
     return patch_public(patch, projects=_projects_of(session, patch))
+
+
+_CHIP_DOC = (
+    "PNG crop of the {which} image around the patch (its bbox plus a margin), RGB from the tile's band map, "
+    "2–98 % stretch, the patch outline in yellow. Rendered once, then served from the cache under the data dir."
+)
+
+
+def _chip(patch: Patch, session: SessionDep, settings: SettingsDep, which: str) -> Response:
+    png = chip_png(session, settings, patch, which)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get(
+    "/{patch_id}/chips/before.png",
+    response_class=Response,
+    summary="Before-image chip (PNG)",
+    description=_CHIP_DOC.format(which="before"),
+    responses={200: {"content": {"image/png": {}}}},
+)
+def before_chip(user: Reader, patch: OwnedPatch, session: SessionDep, settings: SettingsDep) -> Response:
+    return _chip(patch, session, settings, "before")
+
+
+@router.get(
+    "/{patch_id}/chips/after.png",
+    response_class=Response,
+    summary="After-image chip (PNG)",
+    description=_CHIP_DOC.format(which="after"),
+    responses={200: {"content": {"image/png": {}}}},
+)
+def after_chip(user: Reader, patch: OwnedPatch, session: SessionDep, settings: SettingsDep) -> Response:
+    return _chip(patch, session, settings, "after")

@@ -33,7 +33,7 @@ def test_upgrade_creates_every_table(env_url):
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     # Twice is harmless.
     assert runner.invoke(db_app, ["upgrade"]).exit_code == 0
-    assert runner.invoke(db_app, ["current"]).output.strip() == "0001"
+    assert runner.invoke(db_app, ["current"]).output.strip() == "0002"
     engine.dispose()
 
 
