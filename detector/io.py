@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,35 +218,21 @@ class PairSource:
     ``read(window)`` returns ``(before, after, valid)``: arrays ``(bands, h, w)`` in file units
     (float32) and a bool ``(h, w)`` that is False wherever either date is nodata, masked (cloud mask
     band, alpha) or outside the image. Use as a context manager.
+
+    GDAL dataset handles must not be shared between threads, so every thread that reads gets its
+    own handles (opened on its first read, all closed on exit).
     """
 
     def __init__(self, before: RasterInfo | None, after: RasterInfo) -> None:
         self.before_info, self.after_info = before, after
         self.grid = (before or after).grid
         self._stack = contextlib.ExitStack()
-        self._before: DatasetReader | None = None
-        self._after: Any = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
     def __enter__(self) -> PairSource:
         try:
-            if self.before_info is not None:
-                self._before = self._stack.enter_context(_open(self.before_info.path))
-            src_after = self._stack.enter_context(_open(self.after_info.path))
-            if self.before_info is None or self._same_grid():
-                self._after = src_after
-            else:
-                finer = self.after_info.resolution_m < self.before_info.resolution_m / 1.5
-                self._after = self._stack.enter_context(
-                    WarpedVRT(
-                        src_after,
-                        crs=self.grid.crs,
-                        transform=self.grid.transform,
-                        width=self.grid.width,
-                        height=self.grid.height,
-                        resampling=Resampling.average if finer else Resampling.bilinear,
-                        add_alpha=src_after.nodata is None,
-                    )
-                )
+            self._handles()  # open once here, so a problem shows before any work starts
         except BaseException:
             self._stack.close()
             raise
@@ -254,7 +241,35 @@ class PairSource:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stack.close()
+        with self._lock:
+            self._stack.close()
+
+    def _handles(self) -> tuple[DatasetReader | None, Any]:
+        handles = getattr(self._local, "handles", None)
+        if handles is not None:
+            return handles
+        # Inside an explicit Env a dataset does not create (and later tear down) a thread-local GDAL
+        # environment of its own; closing it from the main thread at exit then stays safe.
+        with rasterio.Env(), contextlib.ExitStack() as opened:
+            before = None if self.before_info is None else opened.enter_context(_open(self.before_info.path))
+            after = opened.enter_context(_open(self.after_info.path))
+            if self.before_info is not None and not self._same_grid():
+                finer = self.after_info.resolution_m < self.before_info.resolution_m / 1.5
+                after = opened.enter_context(
+                    WarpedVRT(
+                        after,
+                        crs=self.grid.crs,
+                        transform=self.grid.transform,
+                        width=self.grid.width,
+                        height=self.grid.height,
+                        resampling=Resampling.average if finer else Resampling.bilinear,
+                        add_alpha=after.nodata is None,
+                    )
+                )
+            with self._lock:
+                self._stack.enter_context(opened.pop_all())
+        self._local.handles = (before, after)
+        return self._local.handles
 
     def _same_grid(self) -> bool:
         b, a = self.before_info, self.after_info
@@ -265,13 +280,14 @@ class PairSource:
         )
 
     def read(self, window: Window) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        src_before, src_after = self._handles()
         try:
-            after = self._after.read(indexes=list(self.after_info.bands.indexes), window=window)
-            valid = self._after.dataset_mask(window=window) > 0
+            after = src_after.read(indexes=list(self.after_info.bands.indexes), window=window)
+            valid = src_after.dataset_mask(window=window) > 0
             before = None
-            if self._before is not None and self.before_info is not None:
-                before = self._before.read(indexes=list(self.before_info.bands.indexes), window=window)
-                valid &= self._before.dataset_mask(window=window) > 0
+            if src_before is not None and self.before_info is not None:
+                before = src_before.read(indexes=list(self.before_info.bands.indexes), window=window)
+                valid &= src_before.dataset_mask(window=window) > 0
         except RasterioError as exc:
             raise RasterReadError(
                 f"reading window {_fmt_window(window)} failed ({_short(exc)}); one of "

@@ -203,3 +203,13 @@ def test_a_brighter_after_image_is_not_a_disturbance(tmp_path: Path) -> None:
     # without the radiometric normalisation the whole field would light up
     raw = detect_pair(b, a, None, options=DetectOptions(match_histograms=False)).patches
     assert raw.area_m2.sum() > 5 * found.area_m2.sum()
+
+
+def test_worker_threads_give_the_same_patches_as_one(tmp_path: Path) -> None:
+    # many small windows read concurrently: each thread must use its own GDAL handles
+    before, after = field_scene(400, 400, squares=[(30, 30, 50, 50), (200, 150, 80, 60), (330, 300, 40, 90)])
+    b = write_tif(tmp_path / "b.tif", before)
+    a = write_tif(tmp_path / "a.tif", after, compress="lzw")
+    runs = [detect_pair(b, a, None, options=DetectOptions(workers=w, tile_size=96)).patches for w in (1, 3, 3)]
+    assert len(runs[0]) == 3
+    assert list(runs[0].patch_id) == list(runs[1].patch_id) == list(runs[2].patch_id)
