@@ -326,6 +326,14 @@ def _fmt_window(w: Window) -> str:
 # --- outputs -------------------------------------------------------------------------------------
 
 
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished temporary file into place with the permissions a plain new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private (0600); outputs are for sharing
+    os.replace(tmp, final)
+
+
 def check_output_path(path: str | Path, *, overwrite: bool, kinds: dict[str, str] | None = None) -> Path:
     """Fail early, before any work, when ``path`` cannot be written (missing folder, exists, unknown type)."""
     p = Path(path)
@@ -361,9 +369,9 @@ def write_patches(gdf: Any, path: str | Path, *, overwrite: bool, layer: str = "
                 with contextlib.suppress(FileNotFoundError):
                     p.with_suffix(ext).unlink()
             for f in tmpdir.iterdir():
-                os.replace(f, p.with_suffix(f.suffix))
+                _publish(f, p.with_suffix(f.suffix))
         else:
-            os.replace(tmp, p)
+            _publish(tmp, p)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return p
@@ -413,7 +421,7 @@ class ProbabilityWriter:
         out_tmp = self._tmp.with_name(self._tmp.stem + "-cog.tif")
         try:
             rasterio.shutil.copy(self._tmp, out_tmp, driver="COG", compress="DEFLATE", overview_resampling="average")
-            os.replace(out_tmp, self.path)
+            _publish(out_tmp, self.path)
         finally:
             for f in (self._tmp, out_tmp):
                 with contextlib.suppress(FileNotFoundError):
@@ -470,7 +478,7 @@ def write_rasters(
                 for i, d in enumerate(o.descriptions, start=1):
                     dst.set_band_description(i, d)
         for tmp, final in zip(tmps, finals, strict=True):
-            os.replace(tmp, final)
+            _publish(Path(tmp), final)
     finally:
         for tmp in tmps:
             with contextlib.suppress(FileNotFoundError):

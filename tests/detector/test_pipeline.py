@@ -213,3 +213,14 @@ def test_worker_threads_give_the_same_patches_as_one(tmp_path: Path) -> None:
     runs = [detect_pair(b, a, None, options=DetectOptions(workers=w, tile_size=96)).patches for w in (1, 3, 3)]
     assert len(runs[0]) == 3
     assert list(runs[0].patch_id) == list(runs[1].patch_id) == list(runs[2].patch_id)
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    import os
+    import stat
+
+    detect_pair(*pair, tmp_path / "p.gpkg", options=DetectOptions(prob_out=tmp_path / "prob.tif"))
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("p.gpkg", "prob.tif"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
