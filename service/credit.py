@@ -3,8 +3,8 @@
 A *case* is a patch with the verdict ``confirmed_violation``. It is attributed to a builder (建设单位),
 in this order:
 
-1. ``review_note``: the confirming review's note names it as ``建设单位：<name>`` (or ``建设单位:``), the
-   way inspectors record who built an unapproved site (未批先建 has no project to take it from);
+1. ``review_note``: a confirming review's note names it as ``建设单位：<name>`` (or ``建设单位:``; the latest
+   such note wins), the way inspectors record who built an unapproved site (未批先建 has no project);
 2. ``overlap``: the builder of the approved project the patch overlaps most (超出防治责任范围);
 3. ``nearest``: the builder of the nearest project, when matching judged the site 疑似建设地点变更.
 
@@ -171,13 +171,18 @@ def compute_credit_list(
     if not patches:
         return CreditList(as_of, rules, [], [])
     ids = list(patches)
-    confirming: dict[int, Review] = {}
-    for review in session.scalars(
+    # The first confirmation starts the rectification clock (a later re-review does not restart it);
+    # the latest note naming a builder names it.
+    first_confirmed: dict[int, dt.date] = {}
+    named: dict[int, str] = {}
+    for confirmation in session.scalars(
         select(Review)
         .where(Review.patch_id.in_(ids), Review.verdict == Verdict.confirmed_violation.value)
         .order_by(Review.created_at, Review.id)
     ):
-        confirming[review.patch_id] = review  # the latest confirmation counts
+        first_confirmed.setdefault(confirmation.patch_id, _as_date(confirmation.created_at))
+        if (name := builder_from_note(confirmation.note)) is not None:
+            named[confirmation.patch_id] = name
     overlaps: dict[int, int] = {}
     for patch_id, project_id in session.execute(
         select(PatchMatch.patch_id, PatchMatch.project_id)
@@ -193,8 +198,7 @@ def compute_credit_list(
     by_builder: dict[str, tuple[str, list[CreditCase]]] = {}
     unattributed: list[CreditCase] = []
     for patch in patches.values():
-        review = confirming.get(patch.id)
-        verdict_on = _as_date(review.created_at) if review is not None else _as_date(patch.updated_at)
+        verdict_on = first_confirmed.get(patch.id) or _as_date(patch.updated_at)
         if verdict_on > as_of or (earliest is not None and verdict_on < earliest):
             continue
         closed = patch.review_status == ReviewStatus.closed
@@ -218,7 +222,7 @@ def compute_credit_list(
         # an unapproved site far from everything still has *some* nearest project.
         relocated = patch.category == Category.suspected_relocated
         nearest = projects.get(patch.nearest_project_id or -1) if relocated else None
-        name = builder_from_note(review.note if review is not None else None)
+        name = named.get(patch.id)
         project = overlap
         if name:
             case.attribution = "review_note"

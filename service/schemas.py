@@ -403,7 +403,7 @@ class CreditCasePublic(_Out):
     category: str | None = Field(description="Machine category before review, e.g. suspected_unapproved")
     category_label: str | None
     area_m2: float
-    verdict_on: dt.date = Field(description="Date of the confirming review")
+    verdict_on: dt.date = Field(description="Date of the first confirming review (starts the rectification deadline)")
     closed: bool = Field(description="Closed (销号) after rectification")
     closed_on: dt.date | None
     overdue: bool = Field(description="Still open past the rectification deadline")

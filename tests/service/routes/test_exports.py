@@ -86,7 +86,7 @@ def test_every_format_opens_with_the_callers_patches(client, auth, world, tmp_pa
     assert export(client, auth, "supervisor_jinghai", format="geojson").headers["x-feature-count"] == "1"
 
 
-def test_gbk_shapefile_with_chinese_field_names(client, auth, world, tmp_path):
+def test_gbk_shapefile_with_chinese_field_names(client, auth, world, tmp_path, settings):
     review(client, auth, world["out"], "confirmed_violation")
     data = export(client, auth, format="shp", names="zh", encoding="gbk").content
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -103,6 +103,10 @@ def test_gbk_shapefile_with_chinese_field_names(client, auth, world, tmp_path):
     assert client.get(EXPORT, headers=auth("viewer"), params={"format": "csv", "encoding": "gbk"}).status_code == 422
     assert client.get(EXPORT, headers=auth("viewer"), params={"format": "kml", "crs": "EPSG:4527"}).status_code == 422
     assert client.get(EXPORT, headers=auth("viewer"), params={"format": "xls"}).status_code == 422
+    settings.export_max_features = 2
+    too_many = client.get(EXPORT, headers=auth("viewer"), params={"format": "csv"})
+    assert too_many.status_code == 413 and "narrow it" in too_many.json()["detail"]
+    assert list((settings.data_dir / "tmp").iterdir()) == []  # temporary files are removed after streaming
 
 
 def test_csv_opens_in_excel_and_runs_no_formula(client, auth, world):
