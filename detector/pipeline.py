@@ -43,7 +43,16 @@ from detector.tiling import Tile, count_tiles, make_tiles
 from detector.vectorize import Fragment, clean_mask, merge_fragments, tidy, to_crs_coords, vectorize_tile
 from models import ChangeModel, load_model
 
-__all__ = ["DetectOptions", "DetectionResult", "detect_pair", "prepare_model"]
+__all__ = [
+    "DetectOptions",
+    "DetectionPlan",
+    "DetectionResult",
+    "detect_pair",
+    "detect_unit",
+    "finish_patches",
+    "plan_detection",
+    "prepare_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +136,132 @@ def _bands_for_model(bm: BandMap, model: ChangeModel) -> BandMap:
     return bm.select([n for n in bm.names if n in wanted])
 
 
+@dataclass(frozen=True)
+class DetectionPlan:
+    """Everything needed to detect on any part of a scene, decided once for the whole scene.
+
+    Made by :func:`plan_detection`; picklable, so work units can run in other processes or on
+    other machines (:func:`detect_unit`) and be joined by :func:`finish_patches`. The radiometric
+    scale is fitted on the whole overlap, so every unit sees the same one.
+    """
+
+    options: DetectOptions
+    before: RasterInfo | None
+    after: RasterInfo
+    area: Window
+    normaliser: Normaliser
+    model_label: str
+    threshold: float
+    margin_px: int
+    tile_size: int
+    batch_size: int
+
+    @property
+    def grid(self) -> Any:
+        return (self.before or self.after).grid
+
+    @property
+    def resolution_m(self) -> float:
+        return (self.before or self.after).resolution_m
+
+    def units(self, unit_px: int = 2048) -> list[Window]:
+        """Work units: a fixed grid of ``unit_px`` blocks anchored at the image origin, cut to the area.
+
+        Anchoring at the origin (not at the area) means a re-run over the same image gives the same
+        units, whatever the area.
+        """
+        if unit_px < 1:
+            raise ValueError(f"unit_px must be positive, got {unit_px!r}")
+        a = self.area
+        c0, r0 = int(a.col_off), int(a.row_off)
+        c1, r1 = c0 + int(a.width), r0 + int(a.height)
+        out = []
+        for row in range(r0 // unit_px * unit_px, r1, unit_px):
+            for col in range(c0 // unit_px * unit_px, c1, unit_px):
+                top, left = max(row, r0), max(col, c0)
+                bottom, right = min(row + unit_px, r1), min(col + unit_px, c1)
+                out.append(Window(left, top, right - left, bottom - top))
+        return out
+
+
+def plan_detection(
+    before: str | Path | None, after: str | Path, *, options: DetectOptions, model: ChangeModel
+) -> DetectionPlan:
+    """Check both images, decide bands, overlap, window sizes, and fit the radiometric scale."""
+    opts = options
+    if before is None and not model.info.single_date:
+        raise BandMappingError(f"model {model.info.label!r} needs two dates; give --before")
+    b_info = (
+        None
+        if before is None
+        else inspect_raster(before, bands=opts.bands_before, limits=opts.limits, name=str(before))
+    )
+    a_info = inspect_raster(after, bands=opts.bands_after, limits=opts.limits, name=str(after))
+    a_bands = _bands_for_model(a_info.bands, model)
+    if b_info is not None:
+        b_bands, a_bands = common_bands(_bands_for_model(b_info.bands, model), a_bands, allow_subset=opts.common_bands)
+        b_info = _with_bands(b_info, b_bands)
+        check_resolution(b_info.grid, max_resolution_m=opts.max_resolution_m)
+    a_info = _with_bands(a_info, a_bands)
+    check_resolution(a_info.grid, max_resolution_m=opts.max_resolution_m)
+    area = overlap_window((b_info or a_info).grid, a_info.grid, bounds=opts.bounds)
+    margin = model.info.margin_px
+    with PairSource(b_info, a_info) as src:
+        norm = _fit(src, area, b_info is not None, opts.match_histograms)
+    return DetectionPlan(
+        options=opts,
+        before=b_info,
+        after=a_info,
+        area=area,
+        normaliser=norm,
+        model_label=model.info.label,
+        threshold=opts.threshold if opts.threshold is not None else model.info.threshold,
+        margin_px=margin,
+        tile_size=_tile_size(opts.tile_size or model.info.tile_size, area, margin),
+        batch_size=max(1, opts.batch_size or model.info.batch_size),
+    )
+
+
+TileCallback = Callable[[Tile, np.ndarray, np.ndarray], None]
+
+
+def detect_unit(
+    plan: DetectionPlan,
+    unit: Window,
+    *,
+    model: ChangeModel | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+    on_tile: TileCallback | None = None,
+) -> list[Fragment]:
+    """Run the model over one work unit (a window inside ``plan.area``); returns its polygon fragments.
+
+    Fragments that reach an edge shared with another unit are marked, so that
+    :func:`finish_patches` joins them exactly. ``on_tile(tile, prob, valid)`` sees each tile core.
+    """
+    model = model or prepare_model(plan.options)
+    if model.info.label != plan.model_label:
+        raise ValueError(f"plan was made for model {plan.model_label!r}, not {model.info.label!r}")
+    tiles = make_tiles(unit, tile_size=plan.tile_size, margin=plan.margin_px, clip=plan.area)
+    n_tiles = count_tiles(unit, tile_size=plan.tile_size, margin=plan.margin_px)
+    fragments: list[Fragment] = []
+    with PairSource(plan.before, plan.after) as src:
+
+        def work(batch: list[Tile]) -> list[tuple[Tile, np.ndarray, np.ndarray, list[Fragment]]]:
+            return _run_batch(src, batch, plan, model)
+
+        done = 0
+        for results in _ordered_map(work, _batches(tiles, plan.batch_size), workers):
+            for tile, prob_core, valid_core, frags in results:
+                fragments.extend(frags)
+                if on_tile is not None:
+                    on_tile(tile, prob_core, valid_core)
+                done += 1
+            if progress is not None:
+                progress(done, n_tiles)
+    return fragments
+
+
 def detect_pair(
     before: str | Path | None,
     after: str | Path,
@@ -148,57 +283,17 @@ def detect_pair(
     if opts.prob_out is not None:
         check_output_path(opts.prob_out, overwrite=opts.overwrite, kinds={".tif": "", ".tiff": ""})
     model = model or prepare_model(opts)
-    if before is None and not model.info.single_date:
-        raise BandMappingError(f"model {model.info.label!r} needs two dates; give --before")
-
-    b_info = (
-        None
-        if before is None
-        else inspect_raster(before, bands=opts.bands_before, limits=opts.limits, name=str(before))
-    )
-    a_info = inspect_raster(after, bands=opts.bands_after, limits=opts.limits, name=str(after))
-    a_bands = _bands_for_model(a_info.bands, model)
-    if b_info is not None:
-        b_bands, a_bands = common_bands(_bands_for_model(b_info.bands, model), a_bands, allow_subset=opts.common_bands)
-        b_info = _with_bands(b_info, b_bands)
-        check_resolution(b_info.grid, max_resolution_m=opts.max_resolution_m)
-    a_info = _with_bands(a_info, a_bands)
-    check_resolution(a_info.grid, max_resolution_m=opts.max_resolution_m)
-
-    grid = (b_info or a_info).grid
-    area = overlap_window(grid, a_info.grid, bounds=opts.bounds)
-    threshold = opts.threshold if opts.threshold is not None else model.info.threshold
-    margin = model.info.margin_px
-    tile_size = _tile_size(opts.tile_size or model.info.tile_size, area, margin)
-    batch = max(1, opts.batch_size or model.info.batch_size)
+    plan = plan_detection(before, after, options=opts, model=model)
     workers = max(1, opts.workers or min(os.cpu_count() or 1, 4))
-    res_m = (b_info or a_info).resolution_m
-    names = a_info.bands.names
-
     prob_writer = (
-        ProbabilityWriter(opts.prob_out, grid, area, overwrite=opts.overwrite) if opts.prob_out is not None else None
+        ProbabilityWriter(opts.prob_out, plan.grid, plan.area, overwrite=opts.overwrite)
+        if opts.prob_out is not None
+        else None
     )
-    fragments: list[Fragment] = []
-    n_tiles = count_tiles(area, tile_size=tile_size, margin=margin)
     try:
-        with PairSource(b_info, a_info) as src:
-            norm = _fit(src, area, b_info is not None, opts.match_histograms)
-
-            def work(tiles: list[Tile]) -> list[tuple[Tile, np.ndarray, np.ndarray, list[Fragment]]]:
-                return _run_batch(src, tiles, area, model, norm, names, threshold, opts, tile_size)
-
-            done = 0
-            for results in _ordered_map(
-                work, _batches(make_tiles(area, tile_size=tile_size, margin=margin), batch), workers
-            ):
-                for tile, prob_core, valid_core, frags in results:
-                    fragments.extend(frags)
-                    if prob_writer is not None:
-                        prob_writer.write(tile.core, prob_core, valid_core)
-                    done += 1
-                if progress is not None:
-                    progress(done, n_tiles)
-        patches = _patches(fragments, grid, res_m, opts, a_info, b_info, model)
+        on_tile = None if prob_writer is None else (lambda t, p, v: prob_writer.write(t.core, p, v))
+        fragments = detect_unit(plan, plan.area, model=model, workers=workers, progress=progress, on_tile=on_tile)
+        patches = finish_patches(plan, fragments)
         if out is not None:
             write_patches(patches, out, overwrite=opts.overwrite)
         prob_path = prob_writer.commit() if prob_writer is not None else None
@@ -206,19 +301,19 @@ def detect_pair(
         if prob_writer is not None:
             prob_writer.abort()
         raise
-    pixels = int(area.width * area.height)
+    pixels = int(plan.area.width * plan.area.height)
     return DetectionResult(
         patches=patches,
         crs=patches.crs,
         model=model.info.label,
         out_path=None if out is None else Path(out),
         prob_path=prob_path,
-        before=b_info,
-        after=a_info,
-        area_window=area,
-        tiles=n_tiles,
+        before=plan.before,
+        after=plan.after,
+        area_window=plan.area,
+        tiles=count_tiles(plan.area, tile_size=plan.tile_size, margin=plan.margin_px),
         pixels=pixels,
-        area_km2=pixels * res_m * res_m / 1e6,
+        area_km2=pixels * plan.resolution_m**2 / 1e6,
         seconds=time.perf_counter() - t0,
     )
 
@@ -302,16 +397,10 @@ def _valid_in_tile(ok: np.ndarray, tile: Tile, tile_size: int, border_px: int) -
 
 
 def _run_batch(
-    src: PairSource,
-    tiles: list[Tile],
-    area: Window,
-    model: ChangeModel,
-    norm: Normaliser,
-    names: tuple[str, ...],
-    threshold: float,
-    opts: DetectOptions,
-    tile_size: int,
+    src: PairSource, tiles: list[Tile], plan: DetectionPlan, model: ChangeModel
 ) -> list[tuple[Tile, np.ndarray, np.ndarray, list[Fragment]]]:
+    opts, area, norm, tile_size = plan.options, plan.area, plan.normaliser, plan.tile_size
+    names, threshold = plan.after.bands.names, plan.threshold
     dates = 2 if src.before_info is not None else 1
     x = np.zeros((len(tiles), dates, len(names), tile_size, tile_size), dtype=np.float32)
     valid = np.zeros((len(tiles), tile_size, tile_size), dtype=bool)
@@ -346,15 +435,10 @@ def _run_batch(
     return out
 
 
-def _patches(
-    fragments: list[Fragment],
-    grid: Any,
-    res_m: float,
-    opts: DetectOptions,
-    a_info: RasterInfo,
-    b_info: RasterInfo | None,
-    model: ChangeModel,
-) -> gpd.GeoDataFrame:
+def finish_patches(plan: DetectionPlan, fragments: list[Fragment]) -> gpd.GeoDataFrame:
+    """Join fragments across seams, tidy them and build the patch table (see :mod:`detector.patches`)."""
+    opts, grid, res_m = plan.options, plan.grid, plan.resolution_m
+    a_info, b_info = plan.after, plan.before
     px_area_m2 = res_m * res_m
     min_px = opts.min_area_m2 / px_area_m2
     kept: list[Fragment] = []
@@ -371,7 +455,7 @@ def _patches(
         after_date=opts.after_date or a_info.date,
         source_before=Path(b_info.path).name if b_info else None,
         source_after=Path(a_info.path).name,
-        model=model.info.label,
+        model=plan.model_label,
         change_type="new" if b_info is not None else "bare",
     )
     return build_patches(

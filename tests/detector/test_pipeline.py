@@ -224,3 +224,23 @@ def test_outputs_get_ordinary_file_permissions(tmp_path: Path, pair: tuple[Path,
     os.umask(umask)
     for name in ("p.gpkg", "prob.tif"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+
+
+def test_work_units_join_into_the_same_patches_as_one_run(tmp_path: Path) -> None:
+    import pickle
+
+    from detector.pipeline import detect_unit, finish_patches, plan_detection, prepare_model
+
+    before, after = field_scene(360, 360, squares=[(90, 90, 60, 60), (10, 200, 40, 150), (250, 20, 90, 40)])
+    b, a = write_tif(tmp_path / "b.tif", before), write_tif(tmp_path / "a.tif", after)
+    opts = DetectOptions(tile_size=128)
+    whole = detect_pair(b, a, None, options=opts).patches
+    model = prepare_model(opts)
+    plan = pickle.loads(pickle.dumps(plan_detection(b, a, options=opts, model=model)))  # it travels to workers
+    units = plan.units(unit_px=120)
+    assert len(units) == 9 and plan.units(unit_px=120) == units
+    fragments = [f for u in units for f in pickle.loads(pickle.dumps(detect_unit(plan, u)))]
+    joined = finish_patches(plan, fragments)
+    assert len(whole) == 3
+    assert list(joined.patch_id) == list(whole.patch_id)
+    assert list(joined.area_m2) == list(whole.area_m2)
