@@ -1,0 +1,53 @@
+"""``soilwatch demo-service``: the README's main command, end to end on the real demo scene, twice."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from service.models import Patch, Project, User
+from soilwatch.cli import main
+
+
+@pytest.mark.slow
+def test_demo_service_runs_the_whole_job_twice(tmp_path, capsys, monkeypatch):
+    # The demo keeps to its own SQLite file even when the environment names another database.
+    monkeypatch.setenv("SOILWATCH_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/not-this-one")
+    args = ["demo-service", "--data-dir", str(tmp_path / "data"), "--rows", "12"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    for words in (
+        "疑似未批先建",
+        "suspected_unapproved",
+        "疑似超出防治责任范围",
+        "疑似建设地点变更",
+        "合规",
+        "http://127.0.0.1:8000/docs",
+        "soilwatch serve",
+        "蓟州区水土保持监管清单.zip: 6 projects imported",
+    ):
+        assert words in first, words  # fmt: skip
+    planted = [line for line in first.splitlines() if " — " in line]
+    assert len(planted) == 5 and all(line.endswith("as planted") for line in planted), planted
+    assert len(re.findall(r"^  demo-(?:admin|supervisor|inspector) +sw_\S{20,}$", first, re.M)) == 3
+
+    db = tmp_path / "data" / "demo" / "soilwatch.db"
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        patches = conn.scalar(select(func.count()).select_from(Patch))
+        assert conn.scalar(select(func.count()).select_from(Project)) == 7
+        assert conn.scalar(select(func.count()).select_from(User)) == 3
+    engine.dispose()
+    assert patches and patches > 20
+
+    # Again: the demo database is reset (same users, one scan, the same patches), the imagery reused.
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "scan 1 succeeded" in second and "database reset" in second
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Patch)) == patches
+        assert conn.scalar(select(func.count()).select_from(User)) == 3
+    engine.dispose()
