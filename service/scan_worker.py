@@ -21,13 +21,14 @@ import os
 import socket
 import threading
 import uuid
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.config import Settings
 from service.models import Scan, utcnow
-from service.scans import run_scan
+from service.scans import run_scan, updated_rows
 from service.vocab import ScanStatus
 
 __all__ = ["ScanWorker", "worker_id"]
@@ -156,8 +157,9 @@ class ScanWorker:
         while not done.wait(self.heartbeat_s):
             try:
                 with self.factory() as session:
-                    session.execute(
-                        update(Scan).where(Scan.id == scan_id, Scan.worker == self.id).values(heartbeat_at=utcnow())
+                    updated_rows(
+                        session,
+                        update(Scan).where(Scan.id == scan_id, Scan.worker == self.id).values(heartbeat_at=utcnow()),
                     )
                     session.commit()
             except Exception:
@@ -175,12 +177,13 @@ class ScanWorker:
             ).all()
             for scan_id in candidates:
                 now = utcnow()
-                won = session.execute(
+                won = updated_rows(
+                    session,
                     update(Scan)
                     .where(Scan.id == scan_id, Scan.status == ScanStatus.queued.value)
                     .values(status=ScanStatus.running.value, worker=self.id, heartbeat_at=now, progress=0.0,
                             started_at=now, finished_at=None, attempts=Scan.attempts + 1)
-                ).rowcount  # fmt: skip
+                )  # fmt: skip
                 session.commit()
                 if won:
                     return scan_id
@@ -207,11 +210,12 @@ class ScanWorker:
                 else:
                     message = f"run {attempts} was interrupted (worker {worker} stopped); queued again"
                     values = {"status": ScanStatus.queued.value, "worker": None, "progress": 0.0, "message": message}
-                requeued += session.execute(
+                requeued += updated_rows(
+                    session,
                     update(Scan)
                     .where(Scan.id == scan_id, Scan.status == ScanStatus.running.value, _same(Scan.worker, worker))
-                    .values(**values)
-                ).rowcount
+                    .values(**values),
+                )
             session.commit()
         if requeued:
             log.info("scan worker: %d interrupted scan(s) handled", requeued)
@@ -219,5 +223,5 @@ class ScanWorker:
         return requeued
 
 
-def _same(column: object, value: str | None) -> object:
-    return column.is_(None) if value is None else column == value  # type: ignore[attr-defined]
+def _same(column: Any, value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]

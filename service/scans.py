@@ -14,17 +14,18 @@ took the scan over makes the first one's commit fail instead of doubling the res
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import geopandas as gpd
 from pyproj import CRS
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import audit
@@ -49,6 +50,7 @@ __all__ = [
     "cancel_scan",
     "run_scan",
     "category_counts",
+    "updated_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,11 @@ class ScanRequest:
         return "pair" if self.after_imagery_id is not None else "dates"
 
 
+def updated_rows(session: Session, statement: Any) -> int:
+    """Execute an UPDATE and return how many rows it changed (the compare-and-set primitive of the queue)."""
+    return int(cast(CursorResult[Any], session.execute(statement)).rowcount)
+
+
 # ---------------------------------------------------------------------------------------------- queueing
 def create_scan(session: Session, scope: DistrictScope, user: User, request: ScanRequest) -> Scan:
     """Resolve ``request`` to a before/after pair of tiles the user may see and queue a scan.
@@ -155,20 +162,23 @@ def create_scan(session: Session, scope: DistrictScope, user: User, request: Sca
     options: dict[str, Any] = {
         "mode": request.mode,
         "bbox": list(request.bbox) if request.bbox else None,
-        "area": mapping(area) if area is not None else None,
+        # JSON-shaped (lists, not tuples) so that it compares equal to what the database gives back
+        "area": json.loads(json.dumps(mapping(area))) if area is not None else None,
         "before_date": before.acquired_on.isoformat(),
         "after_date": after.acquired_on.isoformat(),
     }
-    duplicate = session.scalar(
+    running = session.scalars(
         select(Scan).where(
             Scan.before_imagery_id == before.id,
             Scan.after_imagery_id == after.id,
             Scan.status.in_([ScanStatus.queued.value, ScanStatus.running.value]),
         )
     )
-    if duplicate is not None and duplicate.options.get("area") == options["area"]:
-        raise ConflictError(f"the same scan is already {duplicate.status} as scan {duplicate.id}",
-                            existing_id=duplicate.id)  # fmt: skip
+    duplicate = next((s for s in running if s.options.get("area") == options["area"]), None)
+    if duplicate is not None:
+        raise ConflictError(
+            f"the same scan is already {duplicate.status} as scan {duplicate.id}", existing_id=duplicate.id
+        )
     scan = Scan(
         status=ScanStatus.queued.value,
         before_imagery_id=before.id,
@@ -198,16 +208,18 @@ def cancel_scan(session: Session, scope: DistrictScope, user: User, scan: Scan) 
     message = f"cancelled by {user.name}"
     # Conditional updates: the worker may claim the scan between our read and our write.
     now = utcnow()
-    done = session.execute(
+    done = updated_rows(
+        session,
         update(Scan)
         .where(Scan.id == scan.id, Scan.status == ScanStatus.queued.value)
-        .values(status=ScanStatus.cancelled.value, cancel_requested=True, finished_at=now, message=message)
-    ).rowcount
+        .values(status=ScanStatus.cancelled.value, cancel_requested=True, finished_at=now, message=message),
+    )
     if not done:
-        session.execute(
+        updated_rows(
+            session,
             update(Scan)
             .where(Scan.id == scan.id, Scan.status == ScanStatus.running.value)
-            .values(cancel_requested=True, message=f"cancel requested by {user.name}")
+            .values(cancel_requested=True, message=f"cancel requested by {user.name}"),
         )
     session.refresh(scan)
     audit.record(session, user, scan, "cancelled" if done else "cancel_requested", after={"status": scan.status})
@@ -225,7 +237,8 @@ def category_counts(session: Session, scan_ids: list[int]) -> dict[int, dict[str
     ).all()
     out: dict[int, dict[str, int]] = {i: {} for i in scan_ids}
     for scan_id, category, n in rows:
-        out[scan_id][category or "unjudged"] = int(n)
+        if scan_id is not None:
+            out[scan_id][category or "unjudged"] = int(n)
     return out
 
 
@@ -267,19 +280,19 @@ def _pick_pair(
     where = f"district {district}" if district else "the bbox" if area is not None else "your districts"
 
     def cover(row: Imagery, target: BaseGeometry | None) -> float:
-        return 1.0 if target is None else float(row.footprint.intersection(target).area)  # ranking only: degrees²
+        return 1.0 if target is None else float(_footprint(row).intersection(target).area)  # ranking only: degrees²
 
     rows = [r for r in rows if cover(r, area) > 0]
     if request.latest:
         if not rows:
             raise InvalidInputError(f"no imagery covers {where}; upload tiles first (POST /imagery)")
         after = max(rows, key=lambda r: (r.acquired_on, cover(r, area), r.id))
-        earlier = [r for r in rows if r.acquired_on < after.acquired_on and cover(r, after.footprint) > 0]
+        earlier = [r for r in rows if r.acquired_on < after.acquired_on and cover(r, _footprint(after)) > 0]
         if not earlier:
             raise InvalidInputError(
                 f"only one date of imagery ({after.acquired_on}) covers {where}; upload an earlier tile to compare"
             )
-        before = max(earlier, key=lambda r: (r.acquired_on, cover(r, after.footprint), r.id))
+        before = max(earlier, key=lambda r: (r.acquired_on, cover(r, _footprint(after)), r.id))
         return before, after
     if request.before_date is None or request.after_date is None:  # ScanRequest ensures it; for the type checker
         raise InvalidInputError("before_date and after_date are needed")
@@ -300,7 +313,7 @@ def _pick_pair(
 def _district_at(session: Session, geom: BaseGeometry) -> str | None:
     centre = geom.representative_point()
     for district in session.scalars(select(District).where(District.geometry.is_not(None))):
-        if district.geometry.contains(centre):
+        if district.geometry is not None and district.geometry.contains(centre):
             return district.code
     return None
 
@@ -364,11 +377,12 @@ class _Progress:
             return
         self.last = now
         with self.factory() as session:
-            mine = session.execute(
+            mine = updated_rows(
+                session,
                 update(Scan)
                 .where(Scan.id == self.scan_id, Scan.worker == self.worker, Scan.status == ScanStatus.running.value)
-                .values(progress=round(fraction, 4), heartbeat_at=utcnow())
-            ).rowcount
+                .values(progress=round(fraction, 4), heartbeat_at=utcnow()),
+            )
             cancel = session.scalar(select(Scan.cancel_requested).where(Scan.id == self.scan_id))
             session.commit()
         if not mine:
@@ -430,7 +444,8 @@ def _store(factory: sessionmaker[Session], settings: Settings, job: _Job, worker
         # Compare-and-set first: it takes the write lock (SQLite) / row lock (PostgreSQL) and proves
         # the scan is still ours and not cancelled before anything is written.
         now = utcnow()
-        mine = session.execute(
+        mine = updated_rows(
+            session,
             update(Scan)
             .where(
                 Scan.id == job.scan_id,
@@ -438,8 +453,8 @@ def _store(factory: sessionmaker[Session], settings: Settings, job: _Job, worker
                 Scan.status == ScanStatus.running.value,
                 Scan.cancel_requested.is_(False),
             )  # fmt: skip
-            .values(status=ScanStatus.succeeded.value, progress=1.0, finished_at=now, heartbeat_at=now)
-        ).rowcount
+            .values(status=ScanStatus.succeeded.value, progress=1.0, finished_at=now, heartbeat_at=now),
+        )
         if not mine:
             session.rollback()
             cancelled = session.scalar(select(Scan.cancel_requested).where(Scan.id == job.scan_id))
@@ -451,8 +466,9 @@ def _store(factory: sessionmaker[Session], settings: Settings, job: _Job, worker
         total = existing + created
         counts = category_counts(session, [job.scan_id])[job.scan_id]
         summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no disturbance found"
-        session.execute(
-            update(Scan).where(Scan.id == job.scan_id).values(patch_count=total, message=f"{total} patches: {summary}")
+        updated_rows(
+            session,
+            update(Scan).where(Scan.id == job.scan_id).values(patch_count=total, message=f"{total} patches: {summary}"),
         )
         session.commit()
     return ScanStatus.succeeded.value
@@ -475,7 +491,12 @@ def _ingest(session: Session, settings: Settings, job: _Job, frame: gpd.GeoDataF
         codes = []
         for geom in frame.geometry:
             centre = geom.representative_point()
-            codes.append(next((d.code for d in boundaries if d.geometry.contains(centre)), job.district_code))
+            codes.append(
+                next(
+                    (d.code for d in boundaries if d.geometry is not None and d.geometry.contains(centre)),
+                    job.district_code,
+                )
+            )
     created = 0
     for code in dict.fromkeys(codes):
         part = frame[[c == code for c in codes]]
@@ -489,7 +510,8 @@ def _stopped(factory: sessionmaker[Session], scan_id: int, worker: str, stop: Sc
         return "lost"
     if isinstance(stop, ScanInterrupted):
         with factory() as session:
-            session.execute(
+            updated_rows(
+                session,
                 update(Scan)
                 .where(Scan.id == scan_id, Scan.worker == worker, Scan.status == ScanStatus.running.value)
                 .values(status=ScanStatus.queued.value, worker=None, progress=0.0,
@@ -505,10 +527,11 @@ def _stopped(factory: sessionmaker[Session], scan_id: int, worker: str, stop: Sc
 
 def _finish(factory: sessionmaker[Session], scan_id: int, worker: str, status: ScanStatus, message: str) -> str:
     with factory() as session:
-        session.execute(
+        updated_rows(
+            session,
             update(Scan)
             .where(Scan.id == scan_id, Scan.worker == worker, Scan.status == ScanStatus.running.value)
-            .values(status=status.value, message=message[:2000], finished_at=utcnow())
+            .values(status=status.value, message=message[:2000], finished_at=utcnow()),
         )
         session.commit()
     return status.value

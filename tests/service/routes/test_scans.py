@@ -133,6 +133,9 @@ def test_cancel_a_queued_scan(settings, auth, tmp_path):
         assert scan["status"] == "queued"
         twice = client.post("/api/v1/scans", headers=auth("supervisor"), json=pair)
         assert twice.status_code == 409 and twice.json()["existing_id"] == scan["id"]
+        area = {"district_code": "120225", **DATES}  # the same pair over an area is another scan, once
+        assert client.post("/api/v1/scans", headers=auth("supervisor"), json=area).status_code == 202
+        assert client.post("/api/v1/scans", headers=auth("supervisor"), json=area).status_code == 409
         assert client.post(f"/api/v1/scans/{scan['id']}/cancel", headers=auth("inspector")).status_code == 403
         cancelled = client.post(f"/api/v1/scans/{scan['id']}/cancel", headers=auth("supervisor"))
         assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
