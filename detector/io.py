@@ -59,6 +59,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Each block is read about once (plus tile margins), so GDAL's default block cache (5 % of RAM,
+# 1.2 GB here) only inflates memory. Set before GDAL first sizes its cache; the environment wins.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+
 #: Output drivers by file extension.
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".shp": "ESRI Shapefile"}
 _SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")

@@ -8,6 +8,8 @@ atomically. Memory is bounded by ``workers × batch_size × tile_size²``, whate
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import time
@@ -257,6 +259,7 @@ def detect_unit(
                 if on_tile is not None:
                     on_tile(tile, prob_core, valid_core)
                 done += 1
+            _release_memory()
             if progress is not None:
                 progress(done, n_tiles)
     return fragments
@@ -341,6 +344,27 @@ def _fit(src: PairSource, area: Window, two_dates: bool, match: bool) -> Normali
     return fit_normaliser(before if two_dates else None, after, valid, match_histograms=match)
 
 
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Give freed heap memory back to the system after each batch.
+
+    Tiles free tens of MB of arrays and GDAL blocks; glibc keeps the freed pages in its arenas,
+    so without this the resident size creeps up with scene size (measured: 0.6 → 1.5 GB from a
+    25 to a 100 Mpx scene) although nothing is held.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _batches(tiles: Iterator[Tile], size: int) -> Iterator[list[Tile]]:
     chunk: list[Tile] = []
     for t in tiles:
@@ -401,6 +425,7 @@ def _run_batch(
 ) -> list[tuple[Tile, np.ndarray, np.ndarray, list[Fragment]]]:
     opts, area, norm, tile_size = plan.options, plan.area, plan.normaliser, plan.tile_size
     names, threshold = plan.after.bands.names, plan.threshold
+    min_px = opts.min_area_m2 / plan.resolution_m**2
     dates = 2 if src.before_info is not None else 1
     x = np.zeros((len(tiles), dates, len(names), tile_size, tile_size), dtype=np.float32)
     valid = np.zeros((len(tiles), tile_size, tile_size), dtype=bool)
@@ -431,6 +456,9 @@ def _run_batch(
             row_off=int(tile.core.row_off),
             seam_edges=seams,
         )
+        # a fragment inside one tile that is far below the minimum area can never become a patch:
+        # dropping it here keeps memory proportional to real candidates, not to noise specks
+        frags = [f for f in frags if f.on_seam or f.n_px >= 0.5 * min_px]
         out.append((tile, prob[i, rows, cols], valid[i, rows, cols], frags))
     return out
 
