@@ -20,7 +20,7 @@ def demo_service(
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Service data folder (default SOILWATCH_DATA_DIR, soilwatch-data); uses DIR/demo."
     ),
-    size: int = typer.Option(2048, min=512, max=8192, help="Demo scene size in pixels (square, 1 m)."),
+    size: int = typer.Option(2048, min=1536, max=8192, help="Demo scene size in pixels (square, 1 m)."),
     seed: int = typer.Option(7, help="Seed of the synthetic scene."),
     rows: int = typer.Option(25, min=1, help="Rows of the table of suspected violations."),
 ) -> None:
@@ -38,7 +38,7 @@ def demo_service(
     Example:
 
     \b
-      soilwatch demo-service --size 1024
+      soilwatch demo-service --rows 40
     """
     from detector.cli.progress import tile_progress
     from service.core.config import get_settings
