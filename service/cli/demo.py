@@ -65,7 +65,8 @@ def demo_service(
         )
     scan = result.scan
     console.print(f"  scan {scan['id']} {scan['status']}: {scan['message']}")
-    console.print(f"  (demo thresholds: {', '.join(f'{k} = {v:g}' for k, v in sorted(DEMO_OVERRIDES.items()))})")
+    if DEMO_OVERRIDES:
+        console.print(f"  (demo thresholds: {', '.join(f'{k} = {v:g}' for k, v in sorted(DEMO_OVERRIDES.items()))})")
     print_patches(result.patches, result.projects, rows=rows, console=console)
     console.print("\nthe planted cases (project → what the scan made of its site):")
     for project, patch in result.planted:
@@ -75,8 +76,8 @@ def demo_service(
     console.print("\nAPI tokens (shown once; stored hashed):")
     for name, token in result.tokens.items():
         console.print(f"  {name:16} {token}")
-    env = (
-        " ".join(f"SOILWATCH_{k.upper()}={v:g}" for k, v in DEMO_OVERRIDES.items()) + f" SOILWATCH_DATA_DIR={demo_dir}"
+    env = " ".join(
+        [*(f"SOILWATCH_{k.upper()}={v:g}" for k, v in DEMO_OVERRIDES.items()), f"SOILWATCH_DATA_DIR={demo_dir}"]
     )
     if os.environ.get("SOILWATCH_DATABASE_URL"):
         env = f"env -u SOILWATCH_DATABASE_URL {env}"

@@ -89,7 +89,11 @@ class Settings(BaseSettings):
     )
     min_outside_area_m2: float = Field(default=500.0, ge=0, description="See max_outside_share; m².")
     relocation_distance_m: float = Field(
-        default=1000.0, ge=0, description="A non-overlapping patch this close to a project is 疑似建设地点变更."
+        default=300.0,
+        ge=0,
+        description="A non-overlapping patch this close to a project is 疑似建设地点变更. Kept short because the "
+        "detector does not tell the kind of disturbance, so any nearby project counts: at 1 km most unmatched "
+        "patches in a dense project list would be explained away as relocations.",
     )
     schematic_tolerance_m: float = Field(
         default=200.0, ge=0, description="Schematic (示意性范围) outlines are grown by this much before matching."
