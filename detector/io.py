@@ -220,7 +220,7 @@ class PairSource:
     """Open before (optional) and after images for windowed reading on the before image's grid.
 
     ``read(window)`` returns ``(before, after, valid)``: arrays ``(bands, h, w)`` in file units
-    (float32) and a bool ``(h, w)`` that is False wherever either date is nodata, masked (cloud mask
+    (the file's dtype) and a bool ``(h, w)`` that is False wherever either date is nodata, masked (cloud mask
     band, alpha) or outside the image. Use as a context manager.
 
     GDAL dataset handles must not be shared between threads, so every thread that reads gets its
@@ -300,11 +300,7 @@ class PairSource:
         for arr in (before, after):
             if arr is not None and arr.dtype.kind == "f":
                 valid &= np.all(np.isfinite(arr), axis=0)
-        return (
-            None if before is None else before.astype(np.float32, copy=False),
-            after.astype(np.float32, copy=False),
-            valid,
-        )
+        return before, after, valid
 
     def sample(self, area: Window, *, max_pixels: int = 1_000_000, cells: int = 8, cell: int = 128) -> tuple[
         np.ndarray | None, np.ndarray, np.ndarray

@@ -433,8 +433,9 @@ def _run_batch(
         before, after, ok = src.read(tile.read)
         b01, a01 = norm.apply(before, after)
         if b01 is not None:
-            # where either date has no data, show the model the same pixels twice: no change evidence
-            a01 = np.where(ok[None], a01, b01)
+            if not ok.all():
+                # where either date has no data, show the model the same pixels twice: no change evidence
+                a01 = np.where(ok[None], a01, b01)
             x[i, 0] = _pad(b01, tile.pad)
         x[i, -1] = _pad(a01, tile.pad)
         valid[i] = _valid_in_tile(ok, tile, tile_size, opts.border_px)
