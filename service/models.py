@@ -21,9 +21,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -42,6 +44,10 @@ __all__ = [
     "PatchMatch",
     "Review",
     "AuditEvent",
+    "NightlyRun",
+    "NightlyJob",
+    "ScanUnit",
+    "NightlyLock",
     "user_districts",
     "set_geometry",
     "utcnow",
@@ -308,3 +314,82 @@ class AuditEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+# --- the nightly batch scan (service.nightly; migration 0003) ----------------------------------------------
+class NightlyRun(Base):
+    """One run of ``soilwatch scan``: resumed by the next start while its status is ``running``."""
+
+    __tablename__ = "nightly_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report_dir: Mapped[str | None] = mapped_column(String(1000))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NightlyJob(Base):
+    """One before/after pair of a nightly run (each side one scene or a mosaic of scenes of one date).
+
+    ``key`` identifies the pair (imagery ids, model, unit size), so planning it again finds this row.
+    ``plan`` is the pickled :class:`detector.pipeline.DetectionPlan`, kept so that a resumed run cuts
+    exactly the same units. ``status``: planned → done (patches written with ``scan_id``) | failed | baseline.
+    """
+
+    __tablename__ = "nightly_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("nightly_runs.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"))
+    after_date: Mapped[dt.date] = mapped_column(Date)
+    before_date: Mapped[dt.date | None] = mapped_column(Date)
+    after_ids: Mapped[list[Any]] = mapped_column(default=list)
+    before_ids: Mapped[list[Any]] = mapped_column(default=list)
+    after_path: Mapped[str] = mapped_column(String(1000))
+    before_path: Mapped[str | None] = mapped_column(String(1000))
+    plan: Mapped[bytes | None] = mapped_column(LargeBinary)
+    units_total: Mapped[int] = mapped_column(Integer, default=0)
+    units_failed: Mapped[int] = mapped_column(Integer, default=0)
+    area_km2: Mapped[float] = mapped_column(Float, default=0.0)
+    patch_count: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScanUnit(Base):
+    """A finished work unit of a nightly job: its fragments (zlib-compressed JSON) or why it failed.
+
+    Committed as soon as the unit finishes, so a killed run redoes only the units missing here.
+    """
+
+    __tablename__ = "scan_units"
+    __table_args__ = (UniqueConstraint("job_id", "col_off", "row_off", name="uq_scan_units_job_cell"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("nightly_jobs.id", ondelete="CASCADE"), index=True)
+    col_off: Mapped[int] = mapped_column(Integer)
+    row_off: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    n_fragments: Mapped[int] = mapped_column(Integer, default=0)
+    fragments: Mapped[bytes | None] = mapped_column(LargeBinary)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NightlyLock(Base):
+    """The lock that keeps two nightly scans apart: one row while a scan runs; stale when its heartbeat stops."""
+
+    __tablename__ = "nightly_locks"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,65 @@
+"""The nightly scan on a real Dask ``LocalCluster`` (2 worker processes): the same patches as in-process,
+and a worker killed mid-scan costs nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from service.core.config import Settings
+from service.db import make_engine, make_sessionmaker
+from service.models import ScanUnit
+from service.nightly import DaskExecutor
+from tests.service.nightly import inbox as world
+from tests.service.nightly.helpers import options, patch_rows, run
+
+pytestmark = pytest.mark.slow
+
+
+def _fresh(template, tmp_path: Path, name: str) -> Settings:
+    path = tmp_path / f"{name}.db"
+    shutil.copyfile(make_url(template.url).database or "", path)
+    return Settings(data_dir=tmp_path / name, database_url=f"sqlite:///{path}", _env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_local_cluster_gives_the_same_patches_even_when_a_worker_dies(sqlite_template, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    inbox = world.write_inbox(tmp_path / "inbox", broken=False)
+    reference = _fresh(sqlite_template, tmp_path, "reference")
+    run(reference, options(inbox, tmp_path / "work-ref", unit_px=64))
+    expected = patch_rows(reference)
+    assert len(expected) == len(world.SQUARES)
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1", silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:  # fmt: skip
+        executor = DaskExecutor(client=client)
+        assert executor.workers == 2
+        plain = _fresh(sqlite_template, tmp_path, "plain")
+        run(plain, options(inbox, tmp_path / "work-plain", unit_px=64), executor)
+        assert patch_rows(plain) == expected
+
+        pids = list(client.run(os.getpid).values())
+        killed: list[int] = []
+
+        def kill_one_worker(outcome) -> None:
+            if not killed:
+                killed.append(pids[0])
+                os.kill(pids[0], signal.SIGKILL)  # mid-scan: the other units are queued or running
+
+        hit = _fresh(sqlite_template, tmp_path, "killed")
+        result = run(hit, options(inbox, tmp_path / "work-killed", unit_px=64), executor, on_unit=kill_one_worker)
+        assert killed and result.summary["failed_units"] == []
+        engine = make_engine(hit)
+        with make_sessionmaker(engine)() as session:
+            units = session.scalars(select(ScanUnit)).all()
+            assert len(units) == 80 and {u.status for u in units} == {"done"}
+            assert session.scalar(select(func.count(func.distinct(ScanUnit.worker)))) >= 2
+        engine.dispose()
+        assert patch_rows(hit) == expected
