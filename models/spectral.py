@@ -42,7 +42,7 @@ class SpectralConfig:
 
     Defaults: the best of a 144-setting grid on the four real change sets together
     (``python -m training.tune_baseline``); scored leave-one-set-out, the same search gives pixel F1
-    0.38 dsifn, 0.32 levir, 0.25 oscd, 0.12 sztaki on the held-out set (see models/weights/MODEL_CARD.md).
+    0.39 dsifn, 0.34 levir, 0.22 oscd, 0.07 sztaki on the held-out set (see models/weights/MODEL_CARD.md).
     """
 
     bin_px: int = 2  # block-mean factor before the rule runs (full-resolution pixels per side)
