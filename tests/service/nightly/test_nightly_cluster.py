@@ -1,5 +1,5 @@
-"""The nightly scan on a real Dask ``LocalCluster`` (2 worker processes): the same patches as in-process,
-and a worker killed mid-scan costs nothing."""
+"""The nightly scan on a real Dask ``LocalCluster`` (2 worker processes) with one worker killed mid-scan:
+its units are redone and the patches are the same as an in-process run's, nothing lost or doubled."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_a_local_cluster_gives_the_same_patches_even_when_a_worker_dies(sqlite_t
     distributed = pytest.importorskip("distributed")
     inbox = world.write_inbox(tmp_path / "inbox", broken=False)
     reference = _fresh(sqlite_template, tmp_path, "reference")
-    run(reference, options(inbox, tmp_path / "work-ref", unit_px=64))
+    run(reference, options(inbox, tmp_path / "work-ref", unit_px=96))
     expected = patch_rows(reference)
     assert len(expected) == len(world.SQUARES)
 
@@ -41,10 +41,6 @@ def test_a_local_cluster_gives_the_same_patches_even_when_a_worker_dies(sqlite_t
             distributed.Client(cluster) as client:  # fmt: skip
         executor = DaskExecutor(client=client)
         assert executor.workers == 2
-        plain = _fresh(sqlite_template, tmp_path, "plain")
-        run(plain, options(inbox, tmp_path / "work-plain", unit_px=64), executor)
-        assert patch_rows(plain) == expected
-
         pids = list(client.run(os.getpid).values())
         killed: list[int] = []
 
@@ -54,12 +50,12 @@ def test_a_local_cluster_gives_the_same_patches_even_when_a_worker_dies(sqlite_t
                 os.kill(pids[0], signal.SIGKILL)  # mid-scan: the other units are queued or running
 
         hit = _fresh(sqlite_template, tmp_path, "killed")
-        result = run(hit, options(inbox, tmp_path / "work-killed", unit_px=64), executor, on_unit=kill_one_worker)
+        result = run(hit, options(inbox, tmp_path / "work-killed", unit_px=96), executor, on_unit=kill_one_worker)
         assert killed and result.summary["failed_units"] == []
         engine = make_engine(hit)
         with make_sessionmaker(engine)() as session:
             units = session.scalars(select(ScanUnit)).all()
-            assert len(units) == 80 and {u.status for u in units} == {"done"}
+            assert len(units) == 42 and {u.status for u in units} == {"done"}
             assert session.scalar(select(func.count(func.distinct(ScanUnit.worker)))) >= 2
         engine.dispose()
         assert patch_rows(hit) == expected

@@ -22,7 +22,7 @@ from tests.service.nightly.helpers import options, patch_rows, run
 
 pytestmark = pytest.mark.slow
 SOILWATCH = str(Path(sys.executable).with_name("soilwatch"))
-UNIT_PX = 96  # 42 units: long enough to be killed in the middle
+UNIT_PX = 128  # 20 units: enough to be killed in the middle
 
 
 def _scan(settings: Settings, inbox: Path, work: Path) -> subprocess.Popen:
@@ -35,18 +35,26 @@ def _scan(settings: Settings, inbox: Path, work: Path) -> subprocess.Popen:
     )
 
 
+def _fresh(template, tmp_path: Path, name: str) -> Settings:
+    path = tmp_path / f"{name}.db"
+    shutil.copyfile(make_url(template.url).database or "", path)
+    return Settings(data_dir=tmp_path / name, database_url=f"sqlite:///{path}", _env_file=None)  # type: ignore[call-arg]
+
+
 def _units_done(factory) -> int:
     with factory() as session:
         return session.scalar(select(func.count()).select_from(ScanUnit)) or 0
 
 
-def test_kill_9_mid_scan_then_rerun_gives_the_same_database(settings, sqlite_template, tmp_path: Path) -> None:
+def test_kill_9_mid_scan_then_rerun_gives_the_same_database(sqlite_template, tmp_path: Path) -> None:
+    # SQLite only (the in-process resume test runs on both engines): two real CLI runs are the slow part
+    settings = _fresh(sqlite_template, tmp_path, "scan")
     inbox = world.write_inbox(tmp_path / "inbox")
     engine = make_engine(settings)
     factory = make_sessionmaker(engine)
     proc = _scan(settings, inbox, tmp_path / "work")
     deadline = time.monotonic() + 60
-    while _units_done(factory) < 8:
+    while _units_done(factory) < 5:
         if proc.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the scan ended before it could be killed: {proc.communicate()}")
         time.sleep(0.02)
@@ -56,25 +64,23 @@ def test_kill_9_mid_scan_then_rerun_gives_the_same_database(settings, sqlite_tem
     with factory() as session:
         assert session.scalar(select(NightlyRun.status)) == "running"
         assert session.scalar(select(NightlyJob.status).where(NightlyJob.before_date.is_not(None))) == "planned"
-    assert 8 <= killed_at < 42
+    assert 5 <= killed_at < 20
 
     again = _scan(settings, inbox, tmp_path / "work")  # the lock's holder is dead: taken over at once
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert "(resumed)" in out
     unit_lines = [line for line in err.splitlines() if '"event": "unit"' in line]
-    assert len(unit_lines) == 42 - killed_at  # only the missing units ran again
+    assert len(unit_lines) == 20 - killed_at  # only the missing units ran again
     with factory() as session:
-        assert session.scalar(select(func.count()).select_from(ScanUnit)) == 42
+        assert session.scalar(select(func.count()).select_from(ScanUnit)) == 20
         assert session.scalar(select(func.count()).select_from(NightlyRun)) == 1
         assert session.scalar(select(NightlyRun.status)) == "succeeded"
     interrupted = patch_rows(settings)
     engine.dispose()
 
     # the same inbox, scanned without interruption (in this process) into a fresh copy of the seeded database
-    ref_db = tmp_path / "reference.db"
-    shutil.copyfile(make_url(sqlite_template.url).database or "", ref_db)
-    ref = Settings(data_dir=tmp_path / "ref", database_url=f"sqlite:///{ref_db}", _env_file=None)  # type: ignore[call-arg]
+    ref = _fresh(sqlite_template, tmp_path, "reference")
     run(ref, options(inbox, tmp_path / "ref-work", unit_px=UNIT_PX))
     assert len(interrupted) == len(world.SQUARES)
     assert interrupted == patch_rows(ref)
