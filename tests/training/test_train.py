@@ -1,0 +1,130 @@
+"""Training: config checks, augmentations, a few-step run that lowers the loss, checkpoint/resume, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import soilwatch.cli
+from training import augment
+from training.errors import TrainingError
+from training.train import TrainConfig, load_config, train
+
+CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
+SMOKE = CONFIGS / "changenet_smoke.yaml"
+TRAIN_EP = EntryPoint(name="train", value="training.cli.train:train_cmd", group="soilwatch.commands")
+
+
+def _smoke(**optim: object) -> TrainConfig:
+    cfg = load_config(SMOKE)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
+
+
+def _sample(h: int = 32, w: int = 32) -> augment.Sample:
+    rng = np.random.default_rng(1)
+    img = rng.random((2, 3, h, w), dtype=np.float32)
+    mask = np.zeros((1, h, w), np.uint8)
+    mask[0, 4:12, 20:30] = 1
+    return {"image": img, "mask": mask, "valid": np.ones((1, h, w), bool)}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.augment.crop % 16 == 0 and cfg.optim.steps >= 1
+
+
+def test_loso_configs_hold_their_set_out() -> None:
+    for path in CONFIGS.glob("changenet_loso_*.yaml"):
+        cfg = load_config(path)
+        assert len(cfg.data.eval_sets) == 1 and not set(cfg.data.eval_sets) & set(cfg.data.train_sets), path.name
+        assert len(cfg.data.train_sets) == 3, path.name
+
+
+def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("optim:\n  stpes: 3\n")
+    with pytest.raises(TrainingError, match="stpes"):
+        load_config(p)
+
+
+def test_geometric_augmentations_move_image_and_mask_together() -> None:
+    s = _sample()
+    s["image"][:, :, s["mask"][0] == 1] = 5.0  # mark the changed pixels in the image
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        t = augment.flip_rot(s, rng)
+        assert np.array_equal(t["image"][0, 0] == 5.0, t["mask"][0] == 1)
+    c = augment.crop_scaled(s, rng, size=16, scale=(0.5, 2.0), focus_change=1.0)
+    assert c["image"].shape == (2, 3, 16, 16) and c["mask"].shape == (1, 16, 16)
+
+
+def test_paste_and_swap() -> None:
+    target = _sample()
+    target["mask"][:] = 0
+    source = _sample()
+    source["image"] += 10
+    out = augment.paste_change(target, source)
+    m = source["mask"][0] == 1
+    assert np.array_equal(out["mask"][0] == 1, m)
+    assert np.all(out["image"][1][:, m] >= 10) and np.all(out["image"][0] < 10)  # before keeps its own pixels
+    swapped = augment.swap_dates(source, clear_mask=True)
+    assert np.array_equal(swapped["image"][0], source["image"][1]) and not swapped["mask"].any()
+    assert augment.swap_dates(source, clear_mask=False)["mask"].sum() == source["mask"].sum()
+
+
+def test_jitter_keeps_range_and_no_data() -> None:
+    s = _sample()
+    s["image"][:, :, :2] = 0.0
+    j = augment.jitter_dates(s, np.random.default_rng(0), strength=0.2)
+    assert j["image"].min() >= 0 and j["image"].max() <= 1 and not j["image"][:, :, :2].any()
+
+
+def test_few_steps_lower_the_loss(tmp_path: Path) -> None:
+    res = train(_smoke(steps=40, lr=3e-3, warmup=1, log_every=10), tmp_path / "m.pt")
+    first, last = np.mean(res.losses[:8]), np.mean(res.losses[-8:])
+    assert last < first - 0.05, (first, last)
+    side = json.loads((tmp_path / "m.json").read_text())
+    assert side["seed"] == 0 and side["bands"] == ["red", "green", "blue"] and len(side["sha256"]) == 64
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    cfg = _smoke(steps=4, checkpoint_every=2, log_every=1)
+    full = train(cfg, tmp_path / "full.pt")
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(line: str) -> None:
+        if line.startswith("step 3/"):
+            raise Stop
+
+    ckpt = tmp_path / "cut.ckpt"
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, progress=stop_at_3)
+    assert ckpt.exists()
+    resumed = train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, resume=ckpt)
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-4)
+
+
+def test_train_entry_point_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = {e.name: e.value for e in entry_points(group="soilwatch.commands")}
+    assert eps.get("train") == TRAIN_EP.value, "run `.venv/bin/pip install -e . --no-deps` to register it"
+    monkeypatch.setattr(soilwatch.cli, "entry_points", lambda group: [TRAIN_EP])
+    # a fresh command list, restored afterwards, so this test neither depends on nor changes the others' group
+    monkeypatch.setattr(soilwatch.cli.app, "registered_commands", [])
+    monkeypatch.setattr(soilwatch.cli.app, "registered_groups", [])
+    out = tmp_path / "cli.pt"
+    assert soilwatch.cli.main(["train", "--config", str(SMOKE), "-o", str(out), "--steps", "2"]) == 0
+    assert out.exists() and out.with_suffix(".json").exists()
+    assert soilwatch.cli.main(["train", "--config", str(SMOKE), "-o", str(out), "--steps", "2"]) == 2  # no overwrite
+    from models import load_model
+
+    model = load_model(out)
+    y = model.predict(np.zeros((1, 2, 3, 20, 24), np.float32), ["red", "green", "blue"])
+    assert y.shape == (1, 20, 24)

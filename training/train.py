@@ -1,0 +1,412 @@
+"""Training loop for :class:`models.changenet.ChangeNet`: seeded, checkpointed, resumable, CPU-first.
+
+Data, each batch (:class:`SampleSource`):
+- synthetic scenes from :mod:`detector.synthetic` (rendered once at start, seeded, resolutions spread
+  log-uniformly over ``synthetic.resolution_m``), and
+- the real labelled change sets named in ``data.train_sets`` (:mod:`training.data`), each set drawn
+  equally often whatever its size, then a pair uniformly within the set.
+Every image goes through :func:`training.data.normalise_pair`, i.e. the detector's own radiometry,
+and only its RGB bands are used. Augmentations: :mod:`training.augment`.
+
+Loss: binary cross-entropy + soft Dice on valid pixels only. Optimiser: AdamW, linear warm-up then
+cosine decay. With ``data.eval_sets`` the finished model is scored with :func:`training.evaluate.evaluate`
+(the same code as ``soilwatch eval``) and the report goes into the weights sidecar, marked ``held_out``
+when no eval set was trained on, else ``in_sample``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training import augment
+from training.errors import TrainingError
+
+__all__ = ["TrainConfig", "SampleSource", "load_config", "train"]
+
+log = logging.getLogger(__name__)
+
+_ENV_DATA = "SOILWATCH_SHARED_DATA"
+
+
+def _from_mapping(cls: type, values: dict[str, Any] | None, where: str) -> Any:
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise TrainingError(f"unknown settings {unknown!r} in {where}; known: {sorted(known)!r}")
+    out = {}
+    for k, v in values.items():
+        default = getattr(cls(), k)
+        out[k] = tuple(v) if isinstance(default, tuple) else v
+    return cls(**out)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "../shared/data"  # relative to the working directory; env SOILWATCH_SHARED_DATA wins
+    train_sets: tuple[str, ...] = ()
+    eval_sets: tuple[str, ...] = ()
+    synthetic_scenes: int = 48
+    synthetic_size: int = 256
+    synthetic_resolution_m: tuple[float, float] = (0.5, 10.0)
+    synthetic_site_density: float = 3.0
+    synthetic_fraction: float = 0.4  # share of samples drawn from synthetic scenes
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop: int = 128
+    scale: tuple[float, float] = (0.5, 2.0)
+    focus_change: float = 0.5
+    jitter: float = 0.05
+    shift_px: int = 1
+    shift_prob: float = 0.3
+    paste: float = 0.2  # real samples only: paste a changed region of another real pair
+    swap_synthetic: float = 0.15  # synthetic labels are directional: swap dates, clear label
+    swap_real: float = 0.0  # real labels are symmetric "change": see training/augment.py
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    pretrained: bool = True
+    freeze_blocks: int = 3
+    decoder_channels: tuple[int, int, int, int] = (16, 32, 48, 64)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    dice_weight: float = 1.0
+    checkpoint_every: int = 100
+    log_every: int = 25
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run, as read from a YAML config (:func:`load_config`)."""
+
+    name: str = "changenet"
+    seed: int = 0
+    threshold: float = 0.5
+    resolution_m: tuple[float, float] = (0.5, 10.0)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
+        values = dict(values)
+        parts = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "optim": OptimConfig}
+        sub = {k: _from_mapping(c, values.pop(k, None), f"{where}: {k}") for k, c in parts.items()}
+        top = _from_mapping(cls, {k: v for k, v in values.items()}, where) if values else cls()
+        cfg = TrainConfig(**{**{f.name: getattr(top, f.name) for f in fields(cls) if f.name not in parts}, **sub})
+        if cfg.optim.steps < 1 or cfg.optim.batch_size < 1:
+            raise TrainingError(f"optim.steps and optim.batch_size must be >= 1 in {where}")
+        if cfg.augment.crop % 16:
+            raise TrainingError(f"augment.crop must be a multiple of 16, got {cfg.augment.crop!r} in {where}")
+        if not 0 <= cfg.data.synthetic_fraction <= 1:
+            raise TrainingError(f"data.synthetic_fraction must be in [0, 1] in {where}")
+        if cfg.data.synthetic_fraction < 1 and not cfg.data.train_sets:
+            raise TrainingError(f"data.train_sets is empty in {where}: set synthetic_fraction: 1.0 or name sets")
+        return cfg
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML training config; unknown keys are errors that name them."""
+    import yaml
+
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrainingError(f"cannot read config {str(path)!r}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise TrainingError(f"config {str(path)!r} must hold a mapping")
+    return TrainConfig.from_mapping(values, where=str(path))
+
+
+def data_root(cfg: TrainConfig, override: str | Path | None = None) -> Path:
+    if override is not None:
+        return Path(override)
+    env = os.environ.get(_ENV_DATA)
+    return Path(env) if env else Path(cfg.data.root)
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _synthetic_pool(cfg: DataConfig, seed: int) -> list[augment.Sample]:
+    from detector.synthetic import make_scene
+    from training.data import normalise_pair
+
+    pool = []
+    lo, hi = cfg.synthetic_resolution_m
+    res = np.exp(np.linspace(np.log(lo), np.log(hi), max(cfg.synthetic_scenes, 1)))
+    for i in range(cfg.synthetic_scenes):
+        dtype = "uint16" if i % 3 == 2 else "uint8"
+        sc = make_scene(height=cfg.synthetic_size, width=cfg.synthetic_size, resolution_m=float(res[i]),
+                        seed=seed * 100_003 + i, dtype=dtype, site_density=cfg.synthetic_site_density)
+        b, a = normalise_pair(sc.before[:3].astype(np.float32), sc.after[:3].astype(np.float32))
+        pool.append({"image": np.stack([b, a]), "mask": sc.change[None].astype(np.uint8),
+                     "valid": np.ones((1, *sc.change.shape), bool)})
+    return pool
+
+
+def _real_pool(root: Path, sets: tuple[str, ...]) -> dict[str, list[augment.Sample]]:
+    from training.data import index_data, read_pair
+
+    if not sets:
+        return {}
+    index = index_data(root, sets)
+    out: dict[str, list[augment.Sample]] = {}
+    for name, files in index.sets.items():
+        out[name] = []
+        for f in files:
+            s = read_pair(f).as_sample()
+            s["image"] = np.ascontiguousarray(s["image"][:, :3])  # RGB only
+            out[name].append(s)
+    return out
+
+
+class SampleSource:
+    """Draws augmented training samples (``image`` (2, 3, crop, crop), ``mask``, ``valid``) from the pools."""
+
+    def __init__(self, cfg: TrainConfig, root: Path | None) -> None:
+        self.cfg = cfg
+        self.synthetic = _synthetic_pool(cfg.data, cfg.seed) if cfg.data.synthetic_fraction > 0 else []
+        self.real = _real_pool(root, cfg.data.train_sets) if root is not None else {}
+        if cfg.data.synthetic_fraction < 1 and not self.real:
+            raise TrainingError("no real training pairs were loaded; check data.root and data.train_sets")
+        self._with_change = [s for pairs in self.real.values() for s in pairs if s["mask"].any()]
+
+    def _crop(self, s: augment.Sample, rng: np.random.Generator) -> augment.Sample:
+        a = self.cfg.augment
+        return augment.crop_scaled(s, rng, size=a.crop, scale=a.scale, focus_change=a.focus_change)
+
+    def draw(self, rng: np.random.Generator) -> augment.Sample:
+        a = self.cfg.augment
+        synthetic = not self.real or rng.random() < self.cfg.data.synthetic_fraction
+        if synthetic:
+            s = self._crop(self.synthetic[int(rng.integers(len(self.synthetic)))], rng)
+            if rng.random() < a.swap_synthetic:
+                s = augment.swap_dates(s, clear_mask=True)
+        else:
+            names = sorted(self.real)
+            pairs = self.real[names[int(rng.integers(len(names)))]]
+            s = self._crop(pairs[int(rng.integers(len(pairs)))], rng)
+            if self._with_change and rng.random() < a.paste:
+                src = self._crop(self._with_change[int(rng.integers(len(self._with_change)))], rng)
+                s = augment.paste_change(s, augment.flip_rot(src, rng))
+            if rng.random() < a.swap_real:
+                s = augment.swap_dates(s, clear_mask=False)
+        s = augment.flip_rot(s, rng)
+        if a.jitter > 0:
+            s = augment.jitter_dates(s, rng, strength=a.jitter)
+        if a.shift_px > 0 and rng.random() < a.shift_prob:
+            s = augment.shift_after(s, rng, max_px=a.shift_px)
+        return s
+
+    def batch(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        samples = [self.draw(rng) for _ in range(n)]
+        return {k: np.stack([s[k] for s in samples]) for k in ("image", "mask", "valid")}
+
+
+# -- loop ---------------------------------------------------------------------------------------
+def _loss(logits: Any, mask: Any, valid: Any, dice_weight: float) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    v = valid.float()
+    bce = (F.binary_cross_entropy_with_logits(logits, mask, reduction="none") * v).sum() / v.sum().clamp(min=1)
+    p = torch.sigmoid(logits) * v
+    inter = (p * mask).sum()
+    dice = 1 - (2 * inter + 1) / (p.sum() + (mask * v).sum() + 1)
+    return bce + dice_weight * dice
+
+
+def _lr_factor(step: int, cfg: OptimConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    losses: list[float]
+    seconds: float
+    meta: dict[str, Any]
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    root: str | Path | None = None,
+    resume: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    command: str | None = None,
+    device: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a ChangeNet as ``cfg`` says and write ``out`` (.pt) with its JSON sidecar.
+
+    Args:
+        cfg: the run (:func:`load_config`).
+        out: weights file to write.
+        root: data folder (default: env ``SOILWATCH_SHARED_DATA``, else ``cfg.data.root``).
+        resume: checkpoint to continue from (its config must match ``cfg``).
+        checkpoint: where to write checkpoints (default ``<out>.ckpt``), every ``optim.checkpoint_every`` steps.
+        command: the command line, recorded in the weights' provenance.
+        device: "cpu" or "cuda"; default CUDA when available.
+        progress: called with one line of progress text now and then.
+    """
+    import torch
+
+    from models.changenet import ChangeNetConfig, build_network, save_weights
+
+    say = progress or log.info
+    out = Path(out)
+    ckpt_path = Path(checkpoint) if checkpoint else out.with_suffix(".ckpt")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cpu":
+        torch.set_num_threads(cfg.optim.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    needs_real = bool(cfg.data.train_sets) or bool(cfg.data.eval_sets)
+    data_dir = data_root(cfg, root) if needs_real else None
+
+    t0 = time.time()
+    source = SampleSource(cfg, data_dir if cfg.data.train_sets else None)
+    say(f"data: {len(source.synthetic)} synthetic scenes, real sets "
+        f"{ {k: len(v) for k, v in source.real.items()} } ({time.time() - t0:.1f} s)")
+
+    net, enc_prov = build_network(
+        config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels), pretrained=cfg.model.pretrained
+    )
+    if cfg.model.freeze_blocks:
+        net.freeze_encoder_blocks(cfg.model.freeze_blocks)
+    net = net.to(dev).to(memory_format=torch.channels_last)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.optim))
+    start, losses, spent = 0, [], 0.0
+    if resume is not None:
+        ck = torch.load(resume, map_location=dev, weights_only=False)
+        if ck["config"] != cfg.as_dict():
+            raise TrainingError(f"checkpoint {str(resume)!r} was made with another config; resume with that config")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        sched.load_state_dict(ck["sched"])
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        start, losses, spent = ck["step"], list(ck["losses"]), float(ck["seconds"])
+        say(f"resumed from {resume} at step {start}")
+
+    def save_ckpt(step: int) -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"config": cfg.as_dict(), "model": net.state_dict(), "optim": opt.state_dict(),
+                    "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "step": step, "losses": losses, "seconds": spent + time.time() - t_run}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    net.train()
+    t_run = time.time()
+    t_log = t_run
+    for step in range(start, cfg.optim.steps):
+        b = source.batch(rng, cfg.optim.batch_size)
+        x = torch.from_numpy(b["image"]).to(dev)
+        y = torch.from_numpy(b["mask"]).float().to(dev)
+        v = torch.from_numpy(b["valid"]).to(dev)
+        loss = _loss(net(x), y, v, cfg.optim.dice_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        done = step + 1
+        if done % cfg.optim.log_every == 0 or done == cfg.optim.steps:
+            rate = (time.time() - t_log) / min(cfg.optim.log_every, done - start) if done > start else 0.0
+            recent = float(np.mean(losses[-cfg.optim.log_every:]))
+            say(f"step {done}/{cfg.optim.steps} loss {recent:.4f} lr {sched.get_last_lr()[0]:.2e} "
+                f"{rate:.2f} s/step, eta {rate * (cfg.optim.steps - done) / 60:.1f} min")
+            t_log = time.time()
+        if cfg.optim.checkpoint_every and done % cfg.optim.checkpoint_every == 0 and done < cfg.optim.steps:
+            save_ckpt(done)
+    seconds = spent + time.time() - t_run
+    net.eval()
+
+    meta: dict[str, Any] = {
+        "name": cfg.name,
+        "version": _dt.date.today().strftime("%Y.%m.%d"),
+        "bands": ["red", "green", "blue"],
+        "normalisation": "detector.radiometry (training.data.normalise_pair): after mapped linearly onto before, "
+                         "common gain p99(brightest visible band of before) -> 0.8; network input (255 x - 127) / 128",
+        "resolution_m": list(cfg.resolution_m),
+        "threshold": cfg.threshold,
+        "training_command": command,
+        "seed": cfg.seed,
+        "data": {"train_sets": list(cfg.data.train_sets), "eval_sets": list(cfg.data.eval_sets),
+                 "synthetic_scenes": cfg.data.synthetic_scenes, "synthetic_fraction": cfg.data.synthetic_fraction,
+                 "root": str(data_dir) if data_dir else None},
+        "pretrained_encoder": enc_prov or None,
+        "config": cfg.as_dict(),
+        "train_steps": cfg.optim.steps,
+        "train_seconds": round(seconds, 1),
+        "final_loss": float(np.mean(losses[-cfg.optim.log_every:])) if losses else None,
+        "device": f"{dev.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_commit": _git_commit(),
+        "torch": str(torch.__version__),
+    }
+    if cfg.data.eval_sets and data_dir is not None:
+        meta["metrics"] = _evaluate(net, meta, cfg, data_dir, say)
+    save_weights(net.cpu(), out, meta)
+    say(f"wrote {out} ({seconds / 60:.1f} min of training)")
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    return TrainResult(weights=out, losses=losses, seconds=seconds, meta=meta)
+
+
+def _evaluate(net: Any, meta: dict[str, Any], cfg: TrainConfig, root: Path, say: Callable[[str], None]) -> dict:
+    from models.changenet import TorchChangeModel
+    from training.data import index_data
+    from training.evaluate import evaluate
+
+    model = TorchChangeModel(net, name=cfg.name, meta=meta, num_threads=cfg.optim.threads)
+    report = evaluate(model, index_data(root, cfg.data.eval_sets), spec=cfg.name).as_dict()
+    kind = "in_sample" if set(cfg.data.eval_sets) & set(cfg.data.train_sets) else "held_out"
+    for name, s in report["sets"].items():
+        px, ob = s["pixel"], s["object"]
+        say(f"{kind} {name}: pixel P/R/F1/IoU {px['precision']}/{px['recall']}/{px['f1']}/{px['iou']} "
+            f"object P/R {ob['precision']}/{ob['recall']}")
+    return {"kind": kind, "report": report}
