@@ -13,7 +13,7 @@ from tests.service.project_files import frame
 CREDIT = "/api/v1/credit-list"
 OUT = box(117.405, 40.005, 117.415, 40.008)  # half outside P-001 (天津某交通集团)
 OUT2 = box(117.395, 40.001, 117.402, 40.004)  # also half outside P-001
-NEAR_P3 = box(117.61, 40.20, 117.611, 40.201)  # ~400 m east of P-003 (国网天津电力): 疑似建设地点变更
+NEAR_P3 = box(117.607, 40.20, 117.608, 40.201)  # ~170 m east of P-003 (国网天津电力): 疑似建设地点变更
 FAR = box(117.70, 40.25, 117.702, 40.252)  # 疑似未批先建: the builder comes from the review note
 FAR2 = box(117.72, 40.27, 117.721, 40.271)  # 未批先建, nobody named yet
 JINGHAI = box(117.0, 38.8, 117.002, 38.802)
