@@ -152,8 +152,9 @@ class LocalExecutor:
 class DaskExecutor:
     """Units as tasks on a Dask distributed cluster; results come back here and are stored here.
 
-    The plan is scattered once to every worker. Dask itself re-runs the tasks of a worker that dies
-    (up to its ``allowed-failures``); a task that still fails costs the unit one of our attempts.
+    The plan (a few kB) travels with each task, so no worker holds state another one needs. Dask itself
+    re-runs the tasks of a worker that dies (up to its ``allowed-failures``); a task that still fails
+    costs the unit one of our attempts.
     """
 
     def __init__(self, address: str | None = None, *, client: Any = None) -> None:
@@ -166,11 +167,10 @@ class DaskExecutor:
     def run(self, plan: Any, cells: list[Cell], on_result: OnResult, *, max_attempts: int) -> None:
         from distributed import as_completed
 
-        plan_future = self.client.scatter(plan, broadcast=True, hash=False)
         index: dict[str, tuple[Cell, int]] = {}
 
         def submit(cell: Cell, attempt: int) -> Any:
-            fut = self.client.submit(run_unit, plan_future, cell, pure=False, retries=0)
+            fut = self.client.submit(run_unit, plan, cell, pure=False, retries=0)
             index[fut.key] = (cell, attempt)
             return fut
 
