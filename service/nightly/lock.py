@@ -80,8 +80,8 @@ class ScanLock:
             age = (now - _aware(row.heartbeat_at)).total_seconds()
             if age < self.stale_s and not _gone(row.holder):
                 raise ScanLockedError(
-                    f"another nightly scan ({row.holder!r}) is running, last seen {age:.0f} s ago; wait for it (its lock "
-                    f"is taken over once it has had no heartbeat for {self.stale_s:.0f} s)"
+                    f"another nightly scan ({row.holder!r}) is running, last seen {age:.0f} s ago; wait for it "
+                    f"(its lock is taken over once it has had no heartbeat for {self.stale_s:.0f} s)"
                 )
             took = session.execute(
                 update(NightlyLock)
