@@ -92,7 +92,8 @@ def scan(
     from service.db import make_engine, make_sessionmaker
     from service.nightly import NightlyOptions, make_executor, run_nightly
 
-    given = {"inbox": inbox, "scheduler": scheduler, "workers": workers, "unit_px": unit_px, "model": model,
+    given: dict[str, Any] = {
+             "inbox": inbox, "scheduler": scheduler, "workers": workers, "unit_px": unit_px, "model": model,
              "work_dir": work_dir, "report_dir": report_dir, "webhook_url": webhook, "date_pattern": date_pattern,
              "max_attempts": max_attempts}  # fmt: skip
     options = NightlyOptions(**{k: v for k, v in given.items() if v is not None})

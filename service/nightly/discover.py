@@ -68,12 +68,13 @@ def _footprint(path: Path) -> BaseGeometry:
         info = inspect_raster(path, name=path.name)
     except DetectorError as exc:
         raise InvalidImageryError(str(exc)) from exc
+    crs = info.grid.require_crs()
     t, w, h = info.grid.transform, info.width, info.height
     n = 16
     edge = [(w * i / n, 0.0) for i in range(n)] + [(float(w), h * i / n) for i in range(n)]
     edge += [(w - w * i / n, float(h)) for i in range(n)] + [(0.0, h - h * i / n) for i in range(n)]
     outline = Polygon([t @ (col, row) for col, row in edge])
-    return reproject(outline, CRS.from_user_input(info.grid.crs.to_wkt()), WGS84)
+    return reproject(outline, CRS.from_user_input(crs.to_wkt()), WGS84)
 
 
 def discover_inbox(

@@ -167,7 +167,7 @@ class DaskExecutor:
     def run(self, plan: Any, cells: list[Cell], on_result: OnResult, *, max_attempts: int) -> None:
         from distributed import as_completed
 
-        index: dict[str, tuple[Cell, int]] = {}
+        index: dict[Any, tuple[Cell, int]] = {}
 
         def submit(cell: Cell, attempt: int) -> Any:
             fut = self.client.submit(run_unit, plan, cell, pure=False, retries=0)

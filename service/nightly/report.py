@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def _write_markdown(path: Path, s: dict[str, Any], suspected: list[Patch], names
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _write_overviews(out_dir: Path, session: Session, patches: list[Patch], size: int = 512) -> list[str]:
+def _write_overviews(out_dir: Path, session: Session, patches: Sequence[Patch], size: int = 512) -> list[str]:
     """A small PNG per district: its boundary (or the patches' extent) and the patches coloured by category."""
     from PIL import Image, ImageDraw
 
