@@ -4,6 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup.sh
 .venv/bin/ruff check .
+# Browser tests (tests/service/web) drive Debian's Chromium through Playwright (nothing downloads a browser);
+# a CJK font so the review map's Chinese renders in their screenshots.
+if [ "$(id -u)" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ ! -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]; }; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null
+fi
 if [ -z "${SOILWATCH_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ] && [ "${SOILWATCH_SKIP_POSTGRES:-0}" != 1 ]; then
   SOILWATCH_TEST_POSTGRES_URL=$(bash dev/postgres.sh)
   export SOILWATCH_TEST_POSTGRES_URL

@@ -37,6 +37,12 @@ ENDPOINTS = [
     ("GET", "/api/v1/scans", "viewer", {}),
     ("GET", "/api/v1/scans/999999", "viewer", {}),
     ("POST", "/api/v1/scans/999999/cancel", "supervisor", {}),
+    ("POST", "/api/v1/patches/999999/photos", "inspector", {"files": {"file": ("p.png", b"")}}),
+    ("GET", "/api/v1/patches/999999/photos/p.jpg", "viewer", {}),
+    ("GET", "/api/v1/map/patches.geojson", "viewer", {}),
+    ("GET", "/api/v1/map/projects.geojson", "viewer", {}),
+    ("GET", "/api/v1/map/districts.geojson", "viewer", {}),
+    ("GET", "/api/v1/map/imagery/999999/tiles/17/1/1.png", "viewer", {}),
 ]
 
 
@@ -48,6 +54,7 @@ def test_every_route_is_in_the_table(client):
 
 
 def _template(path: str) -> str:
+    path = path.replace("/tiles/17/1/1.png", "/tiles/{z}/{x}/{y}.png").replace("/photos/p.jpg", "/photos/{photo_name}")
     for prefix, name in (
         ("/patches/", "patch_id"),
         ("/scans/", "scan_id"),

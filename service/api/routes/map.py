@@ -1,0 +1,145 @@
+"""``/map``: read-only GeoJSON layers and imagery tiles for the review map (一张图, ``/map`` page).
+
+The layers are RFC 7946 FeatureCollections in lon/lat (EPSG:4326) with the attributes the map and its
+list need; ``count`` (all matches) and ``truncated`` are foreign members. Tiles are XYZ Web Mercator
+PNGs rendered from the uploaded GeoTIFFs by :mod:`service.tiles`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import shapely
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy import func, select
+
+from service.api.deps import ScopeDep, SessionDep, owned, require_role
+from service.api.routes.patches import patch_query
+from service.models import District, Imagery, Patch, Project, User
+from service.patches import PatchQuery, search_patches
+from service.projects import bbox_clause, parse_bbox
+from service.tiles import render_tile
+from service.vocab import CATEGORY_LABELS, VERDICT_LABELS, Category, Role, Verdict
+
+__all__ = ["router", "MAX_FEATURES"]
+
+router = APIRouter(prefix="/map", tags=["map"])
+Reader = Annotated[User, Depends(require_role(Role.viewer))]
+OwnedImagery = Annotated[Imagery, Depends(owned(Imagery, "imagery_id"))]
+MAX_FEATURES = 20_000
+_GEOJSON = "application/geo+json"
+_PATCH_FIELDS = ("id", "patch_code", "district_code", "category", "review_status", "verdict", "priority", "area_m2",
+                 "area_mu", "lon", "lat", "before_date", "after_date", "change_type", "confidence", "scan_id",
+                 "version")  # fmt: skip
+_PROJECT_FIELDS = ("id", "code", "name", "builder", "industry", "approval_number", "vector_type", "district_code")
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _collection(features: list[dict[str, Any]], count: int) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": features, "count": count, "truncated": count > len(features)}
+
+
+def _feature(geometry: Any, props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Feature", "id": props.get("id") or props.get("code"),
+            "geometry": shapely.geometry.mapping(geometry) if geometry is not None else None,
+            "properties": props}  # fmt: skip
+
+
+@router.get(
+    "/patches.geojson",
+    summary="Patches as GeoJSON for the map and its list, highest priority first",
+    response_class=Response,
+    responses={200: {"content": {_GEOJSON: {}}}},
+)
+def patches_geojson(
+    user: Reader,
+    session: SessionDep,
+    scope: ScopeDep,
+    query: Annotated[PatchQuery, Depends(patch_query)],
+    limit: Annotated[int, Query(ge=1, le=MAX_FEATURES)] = 5000,
+) -> Response:
+    """The patches of ``GET /patches`` (same filters, your districts) as one FeatureCollection.
+
+    Properties: id, patch_code, district_code, category + category_label, review_status, verdict +
+    verdict_label, priority, area_m2, area_mu, lon, lat, before_date, after_date, change_type,
+    confidence, scan_id, version.
+    """
+    stmt = search_patches(scope, query)
+    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(Patch.priority.desc(), Patch.area_m2.desc(), Patch.id).limit(limit)).all()
+    features = []
+    for patch in rows:
+        props = {name: _plain(getattr(patch, name)) for name in _PATCH_FIELDS}
+        props["category_label"] = CATEGORY_LABELS.get(Category(patch.category)) if patch.category else None
+        props["verdict_label"] = VERDICT_LABELS.get(Verdict(patch.verdict)) if patch.verdict else None
+        features.append(_feature(patch.geometry, props))
+    return _json(_collection(features, count))
+
+
+@router.get(
+    "/projects.geojson",
+    summary="Approved-project areas (防治责任范围) as GeoJSON",
+    response_class=Response,
+    responses={200: {"content": {_GEOJSON: {}}}},
+)
+def projects_geojson(
+    user: Reader,
+    session: SessionDep,
+    scope: ScopeDep,
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
+    district: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FEATURES)] = 5000,
+) -> Response:
+    """Projects of the approved list in your districts; properties id, code, name, builder, industry,
+    approval_number, vector_type (responsibility / schematic / point_buffer), district_code."""
+    stmt = scope.apply(select(Project), Project.district_code)
+    box = parse_bbox(bbox)
+    if box:
+        stmt = stmt.where(bbox_clause(Project, box))
+    if district:
+        stmt = stmt.where(Project.district_code == district)
+    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(Project.id).limit(limit)).all()
+    features = [_feature(p.geometry, {n: _plain(getattr(p, n)) for n in _PROJECT_FIELDS}) for p in rows]
+    return _json(_collection(features, count))
+
+
+@router.get(
+    "/districts.geojson",
+    summary="Boundaries of your districts as GeoJSON",
+    response_class=Response,
+    responses={200: {"content": {_GEOJSON: {}}}},
+)
+def districts_geojson(user: Reader, session: SessionDep, scope: ScopeDep) -> Response:
+    rows = session.scalars(scope.apply(select(District).order_by(District.code), District.code)).all()
+    features = [_feature(d.geometry, {"code": d.code, "name": d.name}) for d in rows]
+    return _json(_collection(features, len(features)))
+
+
+@router.get(
+    "/imagery/{imagery_id}/tiles/{z}/{x}/{y}.png",
+    summary="An XYZ (Web Mercator) tile of an uploaded image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 204: {"description": "The tile does not touch the image"}},
+)
+def imagery_tile(
+    user: Reader,
+    imagery: OwnedImagery,
+    z: Annotated[int, Path(ge=0, le=30)],
+    x: Annotated[int, Path(ge=0)],
+    y: Annotated[int, Path(ge=0)],
+) -> Response:
+    """256 px RGBA PNG, true colour from the red, green and blue bands, one 2–98 % stretch per image;
+    transparent outside the image and where it has no data. Zoom levels 8–22 are served."""
+    png = render_tile(imagery, z, x, y)
+    if png is None:
+        return Response(status_code=204, headers={"Cache-Control": "private, max-age=3600"})
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), media_type=_GEOJSON)

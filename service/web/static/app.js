@@ -1,0 +1,400 @@
+// The review map: sign-in, filters and list, the patch panel with the review form, keyboard, views.
+import { ApiError, blobUrl, download, getJson, query, request, token, whenUnauthorised } from "./api.js";
+import { applyText, getLang, setLang, t } from "./i18n.js";
+import { CATEGORY_COLOURS, ReviewMap } from "./map.js";
+import { escape, loadStats, statsQuery } from "./stats.js";
+
+const $ = (id) => document.getElementById(id);
+const FORMATS = ["geojson", "gpkg", "shp", "kml", "csv"];
+const state = { me: null, imagery: [], features: [], order: [], current: null, etag: null, map: null };
+
+// --- sign-in ---------------------------------------------------------------------------------------------
+async function signIn(value) {
+  token.set(value);
+  try {
+    state.me = await getJson("/users/me");
+  } catch (err) {
+    token.clear();
+    $("signin-error").textContent = t("signin.bad") + err.message;
+    return;
+  }
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  $("tabs").hidden = false;
+  $("signout").hidden = false;
+  $("who").textContent = `${state.me.name} · ${state.me.role}`;
+  await start();
+}
+
+function signOut(problem) {
+  token.clear();
+  location.hash = "";
+  $("signin-error").textContent = problem ? t("signin.bad") + (problem.detail || "") : "";
+  $("app").hidden = true;
+  $("tabs").hidden = true;
+  $("signout").hidden = true;
+  $("signin").hidden = false;
+  $("who").textContent = "";
+}
+
+// --- start-up: districts, imagery, layers ------------------------------------------------------------------
+async function start() {
+  if (!state.map) state.map = new ReviewMap($("map"), { onPick: (id) => openPatch(id).catch(report) });
+  const [districts, imagery, boundaries, projects] = await Promise.all([
+    getJson("/districts"), getJson("/imagery?limit=500"), getJson("/map/districts.geojson"),
+    getJson("/map/projects.geojson"),
+  ]);
+  for (const select of document.querySelectorAll("select[name=district]")) {
+    select.length = 1;
+    for (const d of districts.data) select.add(new Option(`${d.name} (${d.code})`, d.code));
+  }
+  state.imagery = imagery.data;
+  for (const which of ["before", "after"]) {
+    const select = $(`img-${which}`);
+    select.replaceChildren(new Option(t("img.none"), ""));
+    for (const row of state.imagery) select.add(new Option(`${row.acquired_on} · ${row.filename}`, row.id));
+  }
+  const [newest, previous] = state.imagery; // newest acquisition first
+  $("img-after").value = newest?.id ?? "";
+  $("img-before").value = previous?.id ?? "";
+  showImagery();
+  state.map.setLayer("districts", boundaries);
+  state.map.setLayer("projects", projects);
+  await loadPatches();
+  state.map.fitLayers();
+  renderExports($("list-exports"), () => listFilters());
+  renderExports($("stats-exports"), () => statsQuery($("stats-filters")).exportFilters);
+}
+
+function imageryById(id) { return state.imagery.find((row) => String(row.id) === String(id)) || null; }
+
+function showImagery() {
+  state.map.setImagery(imageryById($("img-before").value), imageryById($("img-after").value));
+}
+
+// --- filters, list ---------------------------------------------------------------------------------------
+function listFilters() {
+  const data = Object.fromEntries(new FormData($("filters")));
+  const mu = parseFloat(data.min_area_mu);
+  return {
+    district: data.district, category: data.category, review_status: data.review_status,
+    after_from: data.after_from, after_to: data.after_to,
+    min_area_m2: Number.isFinite(mu) && mu > 0 ? (mu * 666.67).toFixed(1) : "",
+  };
+}
+
+async function loadPatches() {
+  const collection = await getJson(`/map/patches.geojson${query(listFilters())}`);
+  state.features = collection.features;
+  state.map.setLayer("patches", collection);
+  if (state.current) state.map.select(state.current.id);
+  const count = t("count", { n: collection.count }) + (collection.truncated ? t("truncated", { n: collection.features.length }) : "");
+  $("count").textContent = count;
+  renderList();
+}
+
+function sortFeatures() {
+  const sort = $("filters").elements.sort.value;
+  const props = state.features.map((f) => f.properties);
+  if (sort === "area") props.sort((a, b) => b.area_m2 - a.area_m2);
+  else if (sort === "date") props.sort((a, b) => (b.after_date || "").localeCompare(a.after_date || "") || b.priority - a.priority);
+  return props; // "priority": the server's order (priority, then area)
+}
+
+function renderList() {
+  state.order = sortFeatures();
+  const list = $("list");
+  list.replaceChildren(...state.order.map((p) => {
+    const item = document.createElement("li");
+    item.dataset.id = p.id;
+    item.className = p.id === state.current?.id ? "selected" : "";
+    const status = p.verdict ? t(`v.${p.verdict}`) : t(`st.${p.review_status}`);
+    item.innerHTML = `<span class="swatch" style="background:${CATEGORY_COLOURS[p.category] || "#888"}"></span>`
+      + `<span class="code">${escape(p.patch_code)}</span><span class="cat">${escape(t(`cat.${p.category}`))}</span>`
+      + `<span class="meta">${p.area_mu.toFixed(1)} ${getLang() === "en" ? "mu" : "亩"} · ${escape(p.after_date || "")}</span>`
+      + `<span class="status status-${escape(p.review_status)}">${escape(status)}</span>`;
+    item.addEventListener("click", () => openPatch(p.id).catch(report));
+    return item;
+  }));
+}
+
+function step(delta) {
+  if (!state.order.length) return;
+  const at = state.order.findIndex((p) => p.id === state.current?.id);
+  const next = at < 0 ? 0 : Math.min(state.order.length - 1, Math.max(0, at + delta));
+  openPatch(state.order[next].id).catch(report);
+}
+
+// --- the patch panel -------------------------------------------------------------------------------------
+async function fetchPatch(id) {
+  const response = await request(`/patches/${id}`, { raw: true });
+  return { patch: await response.json(), etag: response.headers.get("ETag") };
+}
+
+async function openPatch(id) {
+  if (state.current && state.current.id !== id) saveDraft();
+  const seq = (state.seq = (state.seq || 0) + 1);
+  const { patch, etag } = await fetchPatch(id);
+  if (seq !== state.seq) return; // a later j/k press won
+  state.current = patch;
+  state.etag = etag;
+  for (const item of $("list").children) item.classList.toggle("selected", Number(item.dataset.id) === id);
+  $("list").querySelector(".selected")?.scrollIntoView({ block: "nearest" });
+  $("panel-empty").hidden = true;
+  $("panel-body").hidden = false;
+  $("conflict").hidden = true;
+  $("review-msg").textContent = "";
+  renderPatch(patch);
+  restoreDraft(patch.id);
+  state.map.select(id);
+  state.map.zoomTo(patch.bbox);
+  followScanImagery(patch).catch(report);
+  loadChips(patch.id);
+  loadHistory(patch.id).catch(report);
+}
+
+async function followScanImagery(patch) {
+  let ids = null;
+  if (patch.scan_id) {
+    try {
+      const scan = await getJson(`/scans/${patch.scan_id}`);
+      ids = [scan.before_imagery_id, scan.after_imagery_id];
+    } catch { /* a deleted scan: fall back to the dates */ }
+  }
+  if (!ids) {
+    const on = (day) => state.imagery.find((row) => row.acquired_on === day)?.id;
+    ids = [on(patch.before_date), on(patch.after_date)];
+  }
+  if (ids[0]) $("img-before").value = ids[0];
+  if (ids[1]) $("img-after").value = ids[1];
+  showImagery();
+}
+
+function renderPatch(p) {
+  $("p-title").textContent = p.patch_code;
+  const area = `${p.area_m2.toFixed(0)} m² · ${p.area_mu.toFixed(2)} ${getLang() === "en" ? "mu" : "亩"}`;
+  const rows = [
+    ["a.district", p.district_code], ["a.category", t(`cat.${p.category}`)], ["a.reason", p.category_reason],
+    ["a.area", area], ["a.dates", `${p.before_date || "?"} → ${p.after_date || "?"}`], ["a.change", p.change_type],
+    ["a.confidence", p.confidence == null ? null : p.confidence.toFixed(2)],
+    ["a.outside", p.outside_area_m2 == null ? null : `${p.outside_area_m2.toFixed(0)} m² (${Math.round(p.outside_share * 100)}%)`],
+    ["a.nearest", p.nearest_distance_m == null ? null : `${p.nearest_distance_m.toFixed(0)} m`],
+    ["a.status", t(`st.${p.review_status}`)], ["a.verdict", p.verdict ? t(`v.${p.verdict}`) : null],
+    ["a.priority", p.priority], ["a.centroid", `${p.lon.toFixed(5)}, ${p.lat.toFixed(5)}`],
+  ];
+  $("p-attrs").innerHTML = rows.filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => `<dt>${t(k)}</dt><dd>${escape(v)}</dd>`).join("");
+  $("p-matches").innerHTML = p.matches.length
+    ? `<tr><th>${t("p.project")}</th><th>${t("p.overlap")}</th><th>${t("p.share")}</th></tr>`
+      + p.matches.map((m) => `<tr><td>${escape(m.project_name || "")} <small>${escape(m.project_code || "")}</small></td>`
+        + `<td>${m.overlap_area_m2.toFixed(0)}</td><td>${Math.round(m.overlap_share * 100)}%</td></tr>`).join("")
+    : `<tr><td>${t("p.nomatch")}</td></tr>`;
+}
+
+async function loadChips(id) {
+  for (const which of ["before", "after"]) {
+    const img = $(`chip-${which}`);
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.removeAttribute("src");
+    blobUrl(`/patches/${id}/chips/${which}.png`).then((url) => {
+      if (url && state.current?.id === id) img.src = url;
+    });
+  }
+}
+
+async function loadHistory(id) {
+  const history = await getJson(`/patches/${id}/history`);
+  if (state.current?.id !== id) return;
+  const who = (userId) => (userId == null ? t("h.system") : `${t("h.user")} #${userId}`);
+  const items = [
+    ...history.reviews.map((r) => ({ at: r.created_at, text: `${who(r.reviewer_id)}: ${t(`v.${r.verdict}`)}`
+      + (r.note ? ` — ${r.note}` : "") + (r.photos.length ? ` 📷${r.photos.length}` : "") })),
+    ...history.data.filter((e) => e.action !== "reviewed").map((e) => ({ at: e.at,
+      text: `${who(e.user_id)}: ${e.action}${e.reason ? ` — ${e.reason}` : ""}` })),
+  ].sort((a, b) => b.at.localeCompare(a.at));
+  $("p-history").innerHTML = items.length
+    ? items.map((i) => `<li><time>${escape(i.at.slice(0, 16).replace("T", " "))}</time> ${escape(i.text)}</li>`).join("")
+    : `<li class="muted">${t("h.empty")}</li>`;
+  state.history = history;
+}
+
+// --- the review form, drafts, conflicts ------------------------------------------------------------------
+const draftKey = (id) => `soilwatch.draft.${id}`;
+
+function formDraft() {
+  const form = $("review");
+  return { verdict: form.elements.verdict.value, note: form.elements.note.value, photos: state.photoRefs || [] };
+}
+
+function saveDraft() {
+  if (!state.current) return;
+  const draft = formDraft();
+  if (draft.verdict || draft.note || draft.photos.length) sessionStorage.setItem(draftKey(state.current.id), JSON.stringify(draft));
+  else sessionStorage.removeItem(draftKey(state.current.id));
+}
+
+function restoreDraft(id) {
+  const form = $("review");
+  const draft = JSON.parse(sessionStorage.getItem(draftKey(id)) || "null") || { verdict: "", note: "", photos: [] };
+  form.elements.verdict.value = draft.verdict;
+  form.elements.note.value = draft.note;
+  form.elements.photos.value = "";
+  state.photoRefs = draft.photos;
+  renderPhotoRefs();
+}
+
+function renderPhotoRefs() {
+  $("photo-refs").innerHTML = (state.photoRefs || [])
+    .map((p) => `<li>📷 ${escape(p.filename)} <small>${t("r.uploaded")}</small></li>`).join("");
+}
+
+async function uploadPhotos(id) {
+  const input = $("review").elements.photos;
+  for (const file of input.files) {
+    const body = new FormData();
+    body.append("file", file);
+    const photo = await request(`/patches/${id}/photos`, { method: "POST", body });
+    state.photoRefs = [...(state.photoRefs || []), { ref: photo.ref, filename: photo.filename }];
+    saveDraft();
+  }
+  input.value = ""; // uploaded once: a retry after a conflict sends the same references
+  renderPhotoRefs();
+}
+
+async function submitReview(event) {
+  event?.preventDefault();
+  const patch = state.current;
+  if (!patch) return;
+  const msg = $("review-msg");
+  const draft = formDraft();
+  if (!draft.verdict) { msg.textContent = t("r.pick"); return; }
+  msg.textContent = t("r.saving");
+  $("save").disabled = true;
+  try {
+    await uploadPhotos(patch.id);
+    const response = await request(`/patches/${patch.id}/reviews`, {
+      method: "POST", raw: true, headers: { "If-Match": state.etag },
+      body: { verdict: draft.verdict, note: draft.note || null, photos: state.photoRefs.map((p) => p.ref) },
+    });
+    state.current = await response.json();
+    state.etag = response.headers.get("ETag");
+    sessionStorage.removeItem(draftKey(patch.id));
+    $("conflict").hidden = true;
+    renderPatch(state.current);
+    msg.textContent = t("r.saved");
+    await Promise.all([loadHistory(patch.id), loadPatches()]);
+  } catch (err) {
+    saveDraft();
+    if (err instanceof ApiError && err.status === 412) await showConflict(patch.id, draft);
+    else msg.textContent = err.status === 403 ? t("r.denied") : t("err") + err.message;
+  } finally {
+    $("save").disabled = false;
+  }
+}
+
+async function showConflict(id, mine) {
+  const { patch: theirs, etag } = await fetchPatch(id);
+  const history = await getJson(`/patches/${id}/history`);
+  const last = history.reviews.at(-1);
+  const box = $("conflict");
+  box.innerHTML = `<h4>${t("c.title")}</h4><div class="versions">`
+    + `<section class="theirs"><h5>${t("c.theirs")}</h5><dl>`
+    + `<dt>${t("a.verdict")}</dt><dd>${escape(theirs.verdict ? t(`v.${theirs.verdict}`) : "–")}</dd>`
+    + `<dt>${t("a.status")}</dt><dd>${escape(t(`st.${theirs.review_status}`))}</dd>`
+    + (last ? `<dt>${t("r.note")}</dt><dd>${escape(last.note || "–")}</dd><dt>${t("c.by")}</dt>`
+      + `<dd>${t("h.user")} #${escape(last.reviewer_id)}</dd><dt>${t("c.at")}</dt><dd>${escape(last.created_at.slice(0, 16).replace("T", " "))}</dd>` : "")
+    + `</dl></section><section class="mine"><h5>${t("c.mine")}</h5><dl>`
+    + `<dt>${t("a.verdict")}</dt><dd>${escape(t(`v.${mine.verdict}`))}</dd>`
+    + `<dt>${t("r.note")}</dt><dd>${escape(mine.note || "–")}</dd></dl></section></div>`
+    + `<p>${t("c.keep")}</p><button type="button" id="c-overwrite">${t("c.overwrite")}</button> `
+    + `<button type="button" id="c-discard">${t("c.discard")}</button>`;
+  box.hidden = false;
+  $("review-msg").textContent = "";
+  $("c-overwrite").onclick = () => { state.etag = etag; state.current = theirs; renderPatch(theirs); submitReview(); };
+  $("c-discard").onclick = () => {
+    sessionStorage.removeItem(draftKey(id));
+    state.photoRefs = [];
+    state.current = theirs;
+    state.etag = etag;
+    box.hidden = true;
+    renderPatch(theirs);
+    restoreDraft(id);
+    loadHistory(id);
+    loadPatches();
+  };
+}
+
+// --- exports ---------------------------------------------------------------------------------------------
+function renderExports(container, filters) {
+  container.innerHTML = `<span>${t("e.export")}:</span>`
+    + FORMATS.map((f) => `<button type="button" data-format="${f}">${f.toUpperCase()}</button>`).join("")
+    + `<label class="zh"><input type="checkbox"> ${t("e.zh")}</label><span class="export-msg" role="status"></span>`;
+  container.onclick = async (event) => {
+    const format = event.target.dataset?.format;
+    if (!format) return;
+    const zh = container.querySelector("input[type=checkbox]").checked;
+    const params = { ...filters(), format, names: zh ? "zh" : "", encoding: zh && format === "shp" ? "gbk" : "" };
+    const out = container.querySelector(".export-msg");
+    try {
+      out.textContent = t("e.done", { name: await download(`/exports/patches${query(params)}`) });
+    } catch (err) {
+      out.textContent = t("err") + err.message;
+    }
+  };
+}
+
+// --- views, keyboard, wiring -----------------------------------------------------------------------------
+function showView(view) {
+  for (const button of $("tabs").children) button.classList.toggle("active", button.dataset.view === view);
+  $("mapview").hidden = view !== "map";
+  $("sidebar").hidden = view !== "map";
+  $("panel").hidden = view !== "map";
+  $("statsview").hidden = view !== "stats";
+  if (view === "stats") loadStats($("stats-filters"), $("chart"), $("stats-table")).catch(report);
+  else state.map?.map.invalidateSize();
+}
+
+function report(err) { $("count").textContent = t("err") + err.message; }
+
+function onKey(event) {
+  if ((event.ctrlKey || event.metaKey) && event.key === "Enter") { submitReview(event); return; }
+  const tag = event.target.tagName;
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
+  if ($("app").hidden || $("mapview").hidden) return;
+  if (event.key === "j") step(1);
+  else if (event.key === "k") step(-1);
+  else if (["1", "2", "3", "4"].includes(event.key) && state.current) {
+    $("verdicts").querySelectorAll("input")[Number(event.key) - 1].checked = true;
+    saveDraft();
+  } else return;
+  event.preventDefault();
+}
+
+function wire() {
+  applyText(document);
+  whenUnauthorised(signOut);
+  $("signin-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("token").value.trim()); });
+  $("signout").addEventListener("click", () => signOut());
+  $("lang").addEventListener("click", () => {
+    setLang(getLang() === "en" ? "zh" : "en");
+    if (!$("app").hidden) {
+      renderList();
+      state.map.relabel();
+      if (state.current) { renderPatch(state.current); renderPhotoRefs(); loadHistory(state.current.id); }
+      renderExports($("list-exports"), () => listFilters());
+      renderExports($("stats-exports"), () => statsQuery($("stats-filters")).exportFilters);
+      if (!$("statsview").hidden) showView("stats");
+    }
+  });
+  $("tabs").addEventListener("click", (e) => e.target.dataset.view && showView(e.target.dataset.view));
+  $("filters").addEventListener("change", (e) => (e.target.name === "sort" ? renderList() : loadPatches().catch(report)));
+  $("stats-filters").addEventListener("change", () => showView("stats"));
+  for (const id of ["img-before", "img-after"]) $(id).addEventListener("change", showImagery);
+  $("img-mode").addEventListener("change", (e) => state.map.setMode(e.target.value));
+  $("review").addEventListener("submit", submitReview);
+  $("review").addEventListener("input", saveDraft);
+  document.addEventListener("keydown", onKey);
+  if (token.get()) signIn(token.get());
+}
+
+wire();
