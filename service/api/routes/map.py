@@ -8,7 +8,7 @@ PNGs rendered from the uploaded GeoTIFFs by :mod:`service.tiles`.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import shapely
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -70,7 +70,8 @@ def patches_geojson(
     """
     stmt = search_patches(scope, query)
     count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Patch.priority.desc(), Patch.area_m2.desc(), Patch.id).limit(limit)).all()
+    ordered = stmt.order_by(Patch.priority.desc(), Patch.area_m2.desc(), Patch.id).limit(limit)
+    rows = cast("list[Patch]", session.scalars(ordered).all())  # search_patches is typed Select[tuple[Patch]]
     features = []
     for patch in rows:
         props = {name: _plain(getattr(patch, name)) for name in _PATCH_FIELDS}

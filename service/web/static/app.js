@@ -88,8 +88,7 @@ async function loadPatches() {
   state.features = collection.features;
   state.map.setLayer("patches", collection);
   if (state.current) state.map.select(state.current.id);
-  const count = t("count", { n: collection.count }) + (collection.truncated ? t("truncated", { n: collection.features.length }) : "");
-  $("count").textContent = count;
+  state.total = collection.count;
   renderList();
 }
 
@@ -103,6 +102,8 @@ function sortFeatures() {
 
 function renderList() {
   state.order = sortFeatures();
+  const shown = state.order.length;
+  $("count").textContent = t("count", { n: state.total }) + (state.total > shown ? t("truncated", { n: shown }) : "");
   const list = $("list");
   list.replaceChildren(...state.order.map((p) => {
     const item = document.createElement("li");
@@ -309,6 +310,7 @@ async function showConflict(id, mine) {
     + `<p>${t("c.keep")}</p><button type="button" id="c-overwrite">${t("c.overwrite")}</button> `
     + `<button type="button" id="c-discard">${t("c.discard")}</button>`;
   box.hidden = false;
+  box.scrollIntoView({ block: "start" });
   $("review-msg").textContent = "";
   $("c-overwrite").onclick = () => { state.etag = etag; state.current = theirs; renderPatch(theirs); submitReview(); };
   $("c-discard").onclick = () => {

@@ -44,7 +44,7 @@ function patchStyle(props, selected) {
 
 export class ReviewMap {
   constructor(element, { onPick }) {
-    this.map = L.map(element, { zoomControl: true, preferCanvas: false, maxZoom: 21 }).setView([39.5, 117.2], 9);
+    this.map = L.map(element, { maxZoom: 21, fadeAnimation: false }).setView([39.5, 117.2], 9);
     this.map.attributionControl.setPrefix(false);
     for (const [name, z] of [["beforeImg", 210], ["afterImg", 220]]) this.map.createPane(name).style.zIndex = z;
     this.onPick = onPick;

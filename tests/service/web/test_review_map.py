@@ -39,7 +39,9 @@ def test_sign_in_shows_the_district_on_the_imagery(kit):
 
     page.click("#lang")
     assert page.text_content("#tabs [data-view=stats]") == "Statistics"
-    assert "5 patches" in page.text_content("#count") or page.text_content("#count") == "共 5 个图斑"
+    assert page.text_content("#count") == "5 patches"
+    assert "Suspected unapproved" in page.text_content("#list")
+    kit.shot("3-english")
     page.click("#lang")
     assert page.text_content("#tabs [data-view=stats]") == "统计"
 
