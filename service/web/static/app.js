@@ -23,6 +23,8 @@ async function signIn(value) {
   $("tabs").hidden = false;
   $("signout").hidden = false;
   $("who").textContent = `${state.me.name} · ${state.me.role}`;
+  // viewers read only: the API would answer 403, so do not offer the form
+  for (const field of $("review").elements) field.disabled = state.me.role === "viewer";
   await start();
 }
 
@@ -265,7 +267,7 @@ async function uploadPhotos(id) {
 async function submitReview(event) {
   event?.preventDefault();
   const patch = state.current;
-  if (!patch) return;
+  if (!patch || state.me?.role === "viewer") return;
   const msg = $("review-msg");
   const draft = formDraft();
   if (!draft.verdict) { msg.textContent = t("r.pick"); return; }

@@ -54,6 +54,7 @@ def test_sign_in_shows_the_district_on_the_imagery(kit):
 def test_filter_the_list(kit):
     page = kit.page
     kit.sign_in("viewer")
+    assert page.is_disabled("#save")  # viewers read only
     page.select_option("#filters select[name=category]", "suspected_unapproved")
     page.wait_for_function("document.querySelectorAll('#list li').length === 2")
     assert set(page.locator("#list .cat").all_text_contents()) == {"疑似未批先建"}
