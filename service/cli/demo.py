@@ -30,7 +30,7 @@ def demo_service(
     the scene's construction sites (plus one project known only by a point, in a CSV), and a district
     boundary file; creates an admin, a supervisor and an inspector (their API tokens are printed);
     imports everything, uploads the two tiles and runs a scan through the service's own API, then
-    prints the suspected violations (疑似违法违规图斑) and how to review them in the API docs.
+    prints the suspected violations (疑似违法违规图斑) and how to review them on the map or in the API docs.
 
     The demo keeps its own SQLite database in DATA_DIR/demo and resets it on every run (the imagery
     in DATA_DIR/demo/inputs is reused); SOILWATCH_DATABASE_URL is ignored, your data is not touched.
@@ -82,9 +82,10 @@ def demo_service(
     if os.environ.get("SOILWATCH_DATABASE_URL"):
         env = f"env -u SOILWATCH_DATABASE_URL {env}"
     console.print(
-        "\nreview them in the API:\n"
+        "\nreview them on the map or in the API:\n"
         f"  {env} {_command()} serve\n"
-        "  open http://127.0.0.1:8000/docs, press Authorize and paste the demo-inspector token; then try\n"
+        "  open http://127.0.0.1:8000/map and sign in with the demo-inspector token (the review map, 一张图),\n"
+        "  or http://127.0.0.1:8000/docs, press Authorize and paste the token; then try\n"
         f"  GET /api/v1/patches?scan_id={scan['id']}&category=suspected_unapproved,\n"
         "  GET /api/v1/patches/{id}/chips/after.png and POST /api/v1/patches/{id}/reviews (with If-Match).\n"
         f"(done in {result.seconds:.0f} s)",

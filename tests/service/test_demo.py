@@ -25,6 +25,7 @@ def test_demo_service_runs_the_whole_job_twice(tmp_path, capsys, monkeypatch):
         "疑似建设地点变更",
         "合规",
         "http://127.0.0.1:8000/docs",
+        "http://127.0.0.1:8000/map",
         "soilwatch serve",
         "蓟州区水土保持监管清单.zip: 6 projects imported",
     ):
