@@ -119,7 +119,7 @@ def main() -> None:
             "size_px": args.size, "resolution_m": args.resolution_m, "unit_px": args.unit_px,
             "load_average_1_5_15": [list(map(lambda v: round(v, 2), x)) for x in load], "runs": rows}  # fmt: skip
     (OUT / "scan.json").write_text(json.dumps(info, indent=2))
-    cols = ["name", "workers", "wall_s", "catalogue_s", "plan_s", "detect_s", "merge_write_s", "report_s",
+    cols = ["name", "workers", "wall_s", "catalogue_s", "plan_s", "detect_s", "merge_s", "write_s", "report_s",
             "unit_compute_s", "scheduler_overhead_pct_of_run", "km2_per_s", "patches"]  # fmt: skip
     print(json.dumps({k: v for k, v in info.items() if k != "runs"}))
     print("| " + " | ".join(cols) + " |")

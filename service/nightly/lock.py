@@ -114,8 +114,9 @@ class ScanLock:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.beat()
-            except Exception:  # a database hiccup: try again at the next beat
-                log.warning("nightly lock heartbeat failed", exc_info=True)
+            except Exception as exc:  # busy database (SQLite during a long write) or a hiccup: next beat
+                log.warning("nightly lock heartbeat failed (%s); trying again in %.0f s", type(exc).__name__,
+                            self.heartbeat_s)  # fmt: skip
 
     def release(self) -> None:
         self._stop.set()

@@ -109,8 +109,7 @@ def run_nightly(
             plan = pickle.loads(job.plan or b"")
             with _Timer(t, "detect_s"):
                 _detect_job(factory, job, plan, executor, options, lock, progress, on_unit)
-            with _Timer(t, "merge_write_s"):
-                _merge_job(factory, settings, job, plan, lock)
+            _merge_job(factory, settings, job, plan, lock, t)
         with _Timer(t, "report_s"):
             report_dir = (options.report_dir or work_dir) / f"run-{run.id}"
             result.summary = write_report(factory, settings, run.id, report_dir, result, top=options.report_top)
@@ -266,10 +265,15 @@ def _detect_job(factory: sessionmaker[Session], job: NightlyJob, plan: Any, exec
             progress.stop()
 
 
-def _merge_job(factory: sessionmaker[Session], settings: Settings, job: NightlyJob, plan: Any, lock: ScanLock) -> None:
-    """Join the job's fragments into patches and write them, with the job's status, in one transaction."""
+def _merge_job(factory: sessionmaker[Session], settings: Settings, job: NightlyJob, plan: Any, lock: ScanLock,
+               timings: dict[str, float]) -> None:  # fmt: skip
+    """Join the job's fragments into patches and write them, with the job's status, in one transaction.
+
+    ``merge_s``: reading the units back and joining (detector); ``write_s``: storing, matching and linking.
+    """
     from detector.pipeline import finish_patches
 
+    t0 = time.perf_counter()
     with factory() as session:
         units = session.scalars(
             select(ScanUnit).where(ScanUnit.job_id == job.id).order_by(ScanUnit.row_off, ScanUnit.col_off)
@@ -278,6 +282,8 @@ def _merge_job(factory: sessionmaker[Session], settings: Settings, job: NightlyJ
         failed = sum(1 for u in units if u.status == "failed")
         frame = finish_patches(plan, fragments)
         frame = frame.drop(columns=[c for c in ("change_type",) if c in frame.columns])
+        t1 = time.perf_counter()
+        timings["merge_s"] = timings.get("merge_s", 0.0) + t1 - t0
         lock.check()
         now = utcnow()
         mine = session.execute(
@@ -303,4 +309,5 @@ def _merge_job(factory: sessionmaker[Session], settings: Settings, job: NightlyJ
             scan_id=scan.id, patch_count=len(created),
             message=f"{len(created)} patches; {failed} of {len(units)} units failed" if failed else None))
         session.commit()
+    timings["write_s"] = timings.get("write_s", 0.0) + time.perf_counter() - t1
     log.info("job %s: %d patches written (scan %s)", job.id, len(created), scan.id)
