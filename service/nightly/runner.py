@@ -303,6 +303,9 @@ def _merge_job(factory: sessionmaker[Session], settings: Settings, job: NightlyJ
         session.flush()
         created = ingest_detections(session, settings, frame, scan_id=scan.id) if len(frame) else []
         scan.patch_count = len(created)
+        districts = {p.district_code for p in created}
+        # one district: its users see the scan; several (or none): a city-level scan, seen by the city
+        scan.district_code = districts.pop() if len(districts) == 1 else None
         scan.message = f"nightly run {job.run_id}: {len(created)} patches" + (
             f", {failed} units failed" if failed else "")
         session.execute(update(NightlyJob).where(NightlyJob.id == job.id).values(

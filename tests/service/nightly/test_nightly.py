@@ -60,7 +60,7 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_nightly_scan_over_an_inbox_of_overlapping_scenes(settings, tmp_path: Path) -> None:
+def test_nightly_scan_over_an_inbox_of_overlapping_scenes(settings, client, auth, tmp_path: Path) -> None:
     inbox = world.write_inbox(tmp_path / "inbox")
     # an approved, finished project over the first square (rows 40-80, cols 40-80): that patch is compliant,
     # the others are 未批先建 (a finished project cannot explain them as a change of location)
@@ -102,6 +102,12 @@ def test_nightly_scan_over_an_inbox_of_overlapping_scenes(settings, tmp_path: Pa
         assert session.scalar(select(NightlyRun.status)) == "succeeded"
         assert session.scalar(select(func.count()).select_from(NightlyLock)) == 0  # released
     engine.dispose()
+
+    # the service shows the night's scan and its patches like any other
+    body = client.get(f"/api/v1/scans/{job.scan_id}", headers=auth("supervisor")).json()
+    assert body["status"] == "succeeded" and body["mode"] == "nightly" and body["patch_count"] == 5
+    listed = client.get("/api/v1/patches", headers=auth("supervisor"), params={"scan_id": job.scan_id}).json()
+    assert len(listed["data"]) == 5
 
     # the report
     out = tmp_path / "reports" / f"run-{result.run_id}"
