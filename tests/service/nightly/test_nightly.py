@@ -219,3 +219,24 @@ def test_scenes_are_dated_by_the_configured_file_name_pattern() -> None:
     assert date_from_name("GF2_PMS1_E117.1_N40.0_20240615_L1A0001.tif", pattern) == dt.date(2024, 6, 15)
     assert date_from_name("other.tif", pattern) is None
     assert np.isfinite(1.0)
+
+
+def test_a_crash_while_writing_the_patches_leaves_nothing_half_written(settings, tmp_path, monkeypatch) -> None:
+    import service.nightly.runner as runner_mod
+
+    inbox = world.write_inbox(tmp_path / "inbox", broken=False)
+    real = runner_mod.ingest_detections
+
+    def ingest_then_die(*args, **kwargs):
+        real(*args, **kwargs)  # every patch flushed, matched and linked: then the process "dies" before the commit
+        raise _Crash
+
+    monkeypatch.setattr(runner_mod, "ingest_detections", ingest_then_die)
+    with pytest.raises(_Crash):
+        run(settings, options(inbox, tmp_path / "work"))
+    assert patch_rows(settings) == []
+    monkeypatch.setattr(runner_mod, "ingest_detections", real)
+    redone: list = []
+    result = run(settings, options(inbox, tmp_path / "work"), on_unit=redone.append)
+    assert result.resumed and redone == []  # every unit was kept; only the merge ran again
+    assert len(patch_rows(settings)) == len(world.SQUARES)
