@@ -93,7 +93,8 @@ def test_sidecar_records_provenance() -> None:
 
 @pytest.mark.realdata
 def test_shipped_weights_keep_their_scores_on_shared_data() -> None:
-    """Re-evaluates the shipped weights; pixel F1 per set may not fall below the sidecar's (in-sample) figures."""
+    """Re-evaluates the shipped weights on the two small sets (14 pairs of 256 x 256, seconds; the big ones take a
+    minute on 2 cores); pixel F1 and object recall may not fall below the sidecar's in-sample figures minus a margin."""
     data = shared_data()
     if data is None:
         pytest.skip("real data not found: set SOILWATCH_SHARED_DATA to the shared/data folder")
@@ -101,7 +102,9 @@ def test_shipped_weights_keep_their_scores_on_shared_data() -> None:
     from training.evaluate import evaluate
 
     side = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
-    expected = side["metrics"]["report"]["sets"]
+    small = ("dsifn_changeformer", "levircd_bit")
+    expected = {k: v for k, v in side["metrics"]["report"]["sets"].items() if k in small}
+    assert len(expected) == 2
     report = evaluate(get_model("changenet"), index_data(data, sorted(expected))).as_dict()
     for name, want in expected.items():
         got = report["sets"][name]
