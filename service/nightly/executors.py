@@ -82,8 +82,9 @@ class SerialExecutor:
 class LocalExecutor:
     """A pool of ``workers`` processes (forkserver: fresh, thread-free children), one compute thread each."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, task: Callable[[Any, Cell], UnitResult] = run_unit) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.task = task  # a module-level function (it is pickled by name); tests swap in a faulty one
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -94,32 +95,40 @@ class LocalExecutor:
     def run(self, plan: Any, cells: list[Cell], on_result: OnResult, *, max_attempts: int) -> None:
         queue = [(c, 1) for c in cells]
         queue.reverse()  # pop() from the end keeps the original order
+        # Units in flight when a worker process died: one of them may have killed it (out of memory). They run
+        # again one at a time, so a death is charged to the unit that caused it and never to its neighbours.
+        suspects: list[tuple[Cell, int]] = []
         running: dict[Future[UnitResult], tuple[Cell, int]] = {}
-        limit = 2 * self.workers
-        breaks = 0  # pool breaks in a row without one result: a pool that cannot even start must not loop for ever
-        while queue or running:
+        breaks = 0  # pool deaths in a row without one result: a pool that cannot even start must not loop for ever
+        while queue or suspects or running:
             if self._pool is None:
-                if breaks > max_attempts + 2:
+                if breaks > max_attempts + 2 * self.workers + 2:
                     raise ExecutorError(f"the worker processes died {breaks} times in a row without finishing a unit; "
                                         "check memory and the log of the workers")  # fmt: skip
                 self._pool = self._new_pool()
+            source, limit = (suspects, 1) if suspects else (queue, 2 * self.workers)
             broken = False
-            while queue and len(running) < limit and not broken:
-                cell, attempt = queue.pop()
+            while source and len(running) < limit:
+                cell, attempt = source.pop()
                 try:
-                    running[self._pool.submit(run_unit, plan, cell)] = (cell, attempt)
+                    running[self._pool.submit(self.task, plan, cell)] = (cell, attempt)
                 except BrokenProcessPool:
-                    queue.append((cell, attempt))
+                    source.append((cell, attempt))
                     broken = True
+                    break
             done, _ = wait(running, return_when=FIRST_COMPLETED) if running else (set(), set())
+            isolated = len(running) == 1
             for fut in done:
                 cell, attempt = running.pop(fut)
                 try:
                     result = fut.result()
-                except BrokenProcessPool as exc:
+                except BrokenProcessPool:
                     broken = True
-                    self._retry(cell, attempt, f"worker process died ({_describe(exc)})", queue, on_result,
-                                max_attempts)  # fmt: skip
+                    if isolated:  # it ran alone: it killed its worker
+                        self._retry(cell, attempt, "its worker process died (out of memory?)", suspects, on_result,
+                                    max_attempts)  # fmt: skip
+                    else:
+                        suspects.append((cell, attempt))
                     continue
                 except Exception as exc:
                     self._retry(cell, attempt, _describe(exc), queue, on_result, max_attempts)
@@ -127,9 +136,8 @@ class LocalExecutor:
                 breaks = 0
                 on_result(Outcome(cell, attempt, result=result))
             if broken:
-                breaks += 1  # every unit in flight died with the pool: each loses one attempt
-                for cell, attempt in list(running.values()):
-                    self._retry(cell, attempt, "worker process died", queue, on_result, max_attempts)
+                breaks += 1
+                suspects.extend(running.values())
                 running.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None

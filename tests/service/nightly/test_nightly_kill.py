@@ -84,3 +84,20 @@ def test_kill_9_mid_scan_then_rerun_gives_the_same_database(sqlite_template, tmp
     run(ref, options(inbox, tmp_path / "ref-work", unit_px=UNIT_PX))
     assert len(interrupted) == len(world.SQUARES)
     assert interrupted == patch_rows(ref)
+
+
+def test_a_unit_that_kills_its_worker_process_fails_alone(sqlite_template, tmp_path: Path) -> None:
+    from service.nightly import LocalExecutor
+    from tests.service.nightly.faults import DEADLY, die_on_one_unit
+
+    settings = _fresh(sqlite_template, tmp_path, "oom")
+    inbox = world.write_inbox(tmp_path / "inbox", broken=False)
+    executor = LocalExecutor(2, task=die_on_one_unit)
+    try:
+        result = run(settings, options(inbox, tmp_path / "work", max_attempts=2), executor)
+    finally:
+        executor.close()
+    failed = result.summary["failed_units"]
+    assert [(u["col"], u["row"], u["attempts"]) for u in failed] == [(*DEADLY, 2)]
+    assert "worker process died" in failed[0]["error"]
+    assert result.summary["jobs"][-1]["units"] == 20 and result.summary["jobs"][-1]["units_failed"] == 1
