@@ -50,8 +50,9 @@ class Grid:
 
 
 def bounds_of(transform: Affine, width: int, height: int) -> Bounds:
-    xs = [transform.c, transform.c + transform.a * width + transform.b * height]
-    ys = [transform.f, transform.f + transform.d * height + transform.e * width]
+    """``(left, bottom, right, top)`` of a grid: the extremes of its four corners (rotation allowed)."""
+    corners = [transform * (col, row) for col in (0, width) for row in (0, height)]
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
     return (min(xs), min(ys), max(xs), max(ys))
 
 

@@ -244,3 +244,18 @@ def test_work_units_join_into_the_same_patches_as_one_run(tmp_path: Path) -> Non
     assert len(whole) == 3
     assert list(joined.patch_id) == list(whole.patch_id)
     assert list(joined.area_m2) == list(whole.area_m2)
+
+
+def test_tall_and_wide_images_are_scanned_to_their_last_row_and_column(tmp_path: Path) -> None:
+    from detector.align import Grid
+
+    for h, w in ((300, 120), (120, 300)):
+        mask = np.zeros((h, w), bool)
+        mask[h - 40 : h - 10, w - 40 : w - 10] = True  # a site in the far corner
+        before, after = marker_pair(h, w, mask)
+        b, a = write_tif(tmp_path / f"b{h}.tif", before), write_tif(tmp_path / f"a{h}.tif", after)
+        with rasterio.open(b) as src:
+            assert Grid(src.crs, src.transform, w, h).bounds == tuple(src.bounds)
+        res = detect_pair(b, a, None, options=ORACLE, model=MarkerModel(tile_size=64, margin_px=4))
+        assert res.area_window.height == h and res.area_window.width == w
+        assert len(res.patches) == 1 and res.patches.area_m2.iloc[0] == pytest.approx(900, rel=0.01)
