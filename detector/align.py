@@ -51,7 +51,7 @@ class Grid:
 
 def bounds_of(transform: Affine, width: int, height: int) -> Bounds:
     """``(left, bottom, right, top)`` of a grid: the extremes of its four corners (rotation allowed)."""
-    corners = [transform * (col, row) for col in (0, width) for row in (0, height)]
+    corners = [transform @ (col, row) for col in (0, width) for row in (0, height)]
     xs, ys = [x for x, _ in corners], [y for _, y in corners]
     return (min(xs), min(ys), max(xs), max(ys))
 

@@ -60,8 +60,15 @@ def _root(
     _state["debug"] = debug
 
 
+_LOADED: set[str] = set()
+
+
 def _load_commands() -> None:
+    """Register every command of the entry-point group not registered yet (safe to call again)."""
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in _LOADED:
+            continue
+        _LOADED.add(ep.name)
         try:
             obj = ep.load()
         except Exception as exc:  # one broken package must not take the whole command down
@@ -90,8 +97,7 @@ _CLICK = (click.ClickException, typer_click_exceptions.ClickException)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by tests)."""
-    if not app.registered_commands and not app.registered_groups:
-        _load_commands()
+    _load_commands()
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = "--debug" in args
     try:

@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from detector.cli.options import load_model_config
 from detector.cli.progress import tile_progress
 from detector.pipeline import DetectionResult, DetectOptions, detect_pair
 
 __all__ = ["detect", "print_summary"]
 
 log = logging.getLogger(__name__)
-
-
-def _load_config(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise typer.BadParameter(f"cannot read {str(path)!r}: {exc}", param_hint="--model-config") from exc
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{str(path)!r} must hold a mapping of setting: value", param_hint="--model-config")
-    return data
 
 
 def _bounds(text: str | None) -> tuple[float, float, float, float] | None:
@@ -100,7 +87,7 @@ def detect(
     """
     options = DetectOptions(
         model=model,
-        model_config=_load_config(model_config),
+        model_config=load_model_config(model_config),
         threshold=threshold,
         min_area_m2=min_area_m2,
         max_resolution_m=max_resolution_m,

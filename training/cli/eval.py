@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from detector.cli.options import load_model_config
 from training.data import index_data
 from training.errors import DatasetNotFoundError, TrainingError
 from training.evaluate import EvalReport, PairResult, evaluate
@@ -38,18 +38,6 @@ def _table(report: EvalReport) -> Table:
                   _fmt(ob.precision), _fmt(ob.recall), f"{ob.predicted}/{ob.true}",
                   end_section=i == len(rows) - 2)
     return t
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.BadParameter(f"cannot read {str(path)!r}: {exc}", param_hint="--model-config") from exc
-    if not isinstance(values, dict):
-        raise click.BadParameter(f"{str(path)!r} must hold a mapping of settings", param_hint="--model-config")
-    return values
 
 
 # Usage errors are raised as click's BadParameter with the option named: the command group maps those to
@@ -116,7 +104,7 @@ def eval_cmd(
         index = index_data(data, wanted)
     except DatasetNotFoundError as exc:
         raise click.BadParameter(str(exc), param_hint="--sets" if wanted else "--data") from exc
-    kwargs = {"config": _read_config(model_config)} if model_config is not None else {}
+    kwargs = {"config": load_model_config(model_config)} if model_config is not None else {}
     try:
         change_model = load_model(model, **kwargs)
     except (ModelError, ValueError, TypeError) as exc:
