@@ -80,6 +80,7 @@ def scan(
                                             "'_(?P<year>\\d{4})(?P<month>\\d\\d)(?P<day>\\d\\d)_'."),
     max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, help="Tries per unit (default 3)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    upgrade: bool = typer.Option(True, "--upgrade/--no-upgrade", help="Run database migrations first."),
 ) -> None:
     """The nightly scan: catalogue new scenes, pair them with earlier imagery, detect, merge, match, report.
 
@@ -89,7 +90,7 @@ def scan(
     Example: soilwatch scan --inbox demo-output --report-dir reports
     """
     from service.core.config import get_settings
-    from service.db import make_engine, make_sessionmaker
+    from service.db import make_engine, make_sessionmaker, upgrade_database
     from service.nightly import NightlyOptions, make_executor, run_nightly
 
     given: dict[str, Any] = {
@@ -102,6 +103,8 @@ def scan(
             < logging.ERROR:  # fmt: skip
         unit_logger.setLevel(logging.INFO)  # one structured line per unit, unless -q
     settings = get_settings()
+    if upgrade:  # like `soilwatch serve`: a fresh data folder needs no separate `soilwatch db upgrade`
+        upgrade_database(settings.resolved_database_url)
     engine = make_engine(settings)
     executor = make_executor(scheduler=options.scheduler, workers=options.workers)
     try:

@@ -240,3 +240,20 @@ def test_a_crash_while_writing_the_patches_leaves_nothing_half_written(settings,
     result = run(settings, options(inbox, tmp_path / "work"), on_unit=redone.append)
     assert result.resumed and redone == []  # every unit was kept; only the merge ran again
     assert len(patch_rows(settings)) == len(world.SQUARES)
+
+
+def test_the_command_on_a_fresh_data_folder_needs_no_separate_db_upgrade(tmp_path: Path, monkeypatch) -> None:
+    from service.core.config import get_settings
+    from soilwatch.cli import main
+
+    monkeypatch.delenv("SOILWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SOILWATCH_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    (tmp_path / "inbox").mkdir()
+    try:
+        rc = main(["scan", "--inbox", str(tmp_path / "inbox"), "--workers", "1", "--no-progress",
+                   "--report-dir", str(tmp_path / "reports")])  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert rc == 0
+    assert (tmp_path / "data" / "soilwatch.db").exists() and list((tmp_path / "reports").glob("run-*/report.md"))
