@@ -60,15 +60,12 @@ def _root(
     _state["debug"] = debug
 
 
-_LOADED: set[str] = set()
-
-
 def _load_commands() -> None:
     """Register every command of the entry-point group not registered yet (safe to call again)."""
+    registered = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in _LOADED:
+        if ep.name in registered:
             continue
-        _LOADED.add(ep.name)
         try:
             obj = ep.load()
         except Exception as exc:  # one broken package must not take the whole command down
