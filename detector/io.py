@@ -435,12 +435,6 @@ class ProbabilityWriter:
             self._tmp.unlink()
 
 
-@contextlib.contextmanager
-def open_pair(before: RasterInfo | None, after: RasterInfo) -> Iterator[PairSource]:
-    with PairSource(before, after) as src:
-        yield src
-
-
 
 @dataclass(frozen=True)
 class RasterOutput:

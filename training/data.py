@@ -392,7 +392,7 @@ def normalise_pair(
     if int(valid.sum()) < 100:
         return np.zeros(before.shape, np.float32), np.zeros(after.shape, np.float32)
     norm = fit_normaliser(before, after, valid)
-    b01, a01 = norm.scale(before), norm.scale(norm.match(after))
+    b01, a01 = norm.scale(before), norm.match_and_scale(after)
     b01[:, ~valid] = 0.0
     a01[:, ~valid] = 0.0
     return b01, a01

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from detector.cli.options import load_model_config
 from detector.cli.progress import tile_progress
+from detector.patches import M2_PER_MU
 from detector.pipeline import DetectionResult, DetectOptions, detect_pair
 
 __all__ = ["detect", "print_summary"]
@@ -120,7 +121,7 @@ def print_summary(result: DetectionResult, *, show: int = 10, console: Console |
     total_m2 = float(gdf["area_m2"].sum()) if len(gdf) else 0.0
     console.print(
         f"[bold]{len(gdf)}[/bold] suspected {mode} patches (疑似扰动图斑), {total_m2:,.0f} m² "
-        f"({total_m2 / (10_000 / 15):,.1f} 亩) over {result.area_km2:,.2f} km² "
+        f"({total_m2 / M2_PER_MU:,.1f} 亩) over {result.area_km2:,.2f} km² "
         f"in {result.seconds:.1f} s ({result.pixels / max(result.seconds, 1e-9) / 1e6:.1f} Mpx/s), model {result.model}"
     )
     if len(gdf) and show:

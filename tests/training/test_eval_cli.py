@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 import soilwatch.cli
 from models import get_model
+from tests.fixtures import shared_data
 from training.data import index_data, iter_pairs
 from training.evaluate import evaluate, predict_pair, tile_windows
 
@@ -138,16 +138,11 @@ def test_evaluate_api_uses_the_model_threshold(fake_data: Path, rule_model: type
     assert report.overall_pixel.f1 == 1.0 and report.rule["threshold"] == 0.5
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("SOILWATCH_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
 @pytest.mark.realdata
 def test_baseline_on_shared_data(tmp_path: Path) -> None:
-    data = _shared_data()
-    if not data.is_dir():
-        pytest.skip(f"real data not found at {str(data)!r}; set SOILWATCH_SHARED_DATA to the shared/data folder")
+    data = shared_data()
+    if data is None:
+        pytest.skip("real data not found; set SOILWATCH_SHARED_DATA to the shared/data folder")
     out = tmp_path / "baseline.json"
     assert _run("--data", str(data), "--model", "baseline", "--json", str(out)) == 0
     report = json.loads(out.read_text())
