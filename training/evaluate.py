@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rasterio.windows import Window
 
+from detector.tiling import make_tiles
 from models.base import BAND_NAMES, ChangeModel
 from training.data import ChangePair, DataIndex, read_pair
 from training.errors import EvaluationError
@@ -146,14 +148,12 @@ def tile_windows(h: int, w: int, tile_size: int, margin_px: int) -> Iterator[tup
         whole = (slice(0, h), slice(0, w))
         yield whole, whole
         return
-    step = tile_size - 2 * margin_px
-    for r0 in range(0, h, step):
-        for c0 in range(0, w, step):
-            r1, c1 = min(r0 + step, h), min(c0 + step, w)
-            core = (slice(r0, r1), slice(c0, c1))
-            outer = (slice(max(0, r0 - margin_px), min(h, r1 + margin_px)),
-                     slice(max(0, c0 - margin_px), min(w, c1 + margin_px)))
-            yield core, outer
+    for tile in make_tiles(Window(0, 0, w, h), tile_size=tile_size, margin=margin_px):
+        core, read = tile.core, tile.read
+        yield (
+            (slice(core.row_off, core.row_off + core.height), slice(core.col_off, core.col_off + core.width)),
+            (slice(read.row_off, read.row_off + read.height), slice(read.col_off, read.col_off + read.width)),
+        )
 
 
 def predict_pair(model: ChangeModel, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> np.ndarray:
