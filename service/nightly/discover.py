@@ -58,8 +58,8 @@ def date_from_name(name: str, pattern: str | None) -> dt.date | None:
 def _footprint(path: Path) -> BaseGeometry:
     """The scene's outline in lon/lat, from its four corners with densified edges.
 
-    Not ``RasterSummary.footprint``: that comes from ``detector.align.bounds_of``, which swaps width and
-    height in the y extent (wrong for any scene that is not square).
+    Finer than ``RasterSummary.footprint`` (the reprojected bounding box of the upload path): edges are
+    densified, so a Gauss-Krüger scene's outline stays true in lon/lat.
     """
     from detector.errors import DetectorError
     from detector.io import inspect_raster

@@ -70,9 +70,9 @@ def is_tall(path: str) -> bool:
 def write_mosaic(paths: list[str], out: Path, *, date: str | None = None, square: bool = True) -> Path:
     """Write a VRT mosaic of ``paths`` (same CRS, bands, dtype) to ``out`` (atomically); returns ``out``.
 
-    ``square``: pad a mosaic taller than wide with empty (masked) columns on the east. Workaround:
-    ``detector.align.bounds_of`` swaps width and height in the y extent, so the detector's overlap
-    window of a tall image misses its southern rows; on a square grid the two agree.
+    ``square``: pad a mosaic taller than wide with empty (masked) columns on the east. This worked around
+    a ``detector.align.bounds_of`` bug (tall images lost their southern rows) that is fixed since; the
+    padding is harmless (masked, and units outside the footprints are skipped) and can go.
     """
     if not paths:
         raise MosaicError("no scenes to mosaic; give at least one")
