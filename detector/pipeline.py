@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,9 +202,9 @@ def plan_detection(
     a_bands = _bands_for_model(a_info.bands, model)
     if b_info is not None:
         b_bands, a_bands = common_bands(_bands_for_model(b_info.bands, model), a_bands, allow_subset=opts.common_bands)
-        b_info = _with_bands(b_info, b_bands)
+        b_info = replace(b_info, bands=b_bands)
         check_resolution(b_info.grid, max_resolution_m=opts.max_resolution_m)
-    a_info = _with_bands(a_info, a_bands)
+    a_info = replace(a_info, bands=a_bands)
     check_resolution(a_info.grid, max_resolution_m=opts.max_resolution_m)
     area = overlap_window((b_info or a_info).grid, a_info.grid, bounds=opts.bounds)
     margin = model.info.margin_px
@@ -319,12 +319,6 @@ def detect_pair(
         area_km2=pixels * plan.resolution_m**2 / 1e6,
         seconds=time.perf_counter() - t0,
     )
-
-
-def _with_bands(info: RasterInfo, bands: BandMap) -> RasterInfo:
-    from dataclasses import replace
-
-    return replace(info, bands=bands)
 
 
 def _tile_size(requested: int, area: Window, margin: int) -> int:
