@@ -206,8 +206,11 @@ async function loadChips(id) {
 }
 
 async function loadHistory(id) {
+  // Opening a patch and saving a review both reload the history; an older, slower answer must not
+  // overwrite a newer one, so only the latest request may render.
+  const ticket = (state.historyTicket = (state.historyTicket || 0) + 1);
   const history = await getJson(`/patches/${id}/history`);
-  if (state.current?.id !== id) return;
+  if (state.current?.id !== id || ticket !== state.historyTicket) return;
   const who = (userId) => (userId == null ? t("h.system") : `${t("h.user")} #${userId}`);
   const items = [
     ...history.reviews.map((r) => ({ at: r.created_at, text: `${who(r.reviewer_id)}: ${t(`v.${r.verdict}`)}`

@@ -104,7 +104,7 @@ def test_open_a_patch_and_review_it_with_the_keyboard(kit, tmp_path):
     page.keyboard.press("Control+Enter")
     page.wait_for_function("document.querySelector('#review-msg').textContent === '已保存。'")
     page.wait_for_selector(f"#list li[data-id='{first}'] .status-reviewed")
-    assert "违法违规" in page.text_content("#p-history")
+    page.wait_for_function("document.querySelector('#p-history').textContent.includes('违法违规')")
     kit.shot("2-reviewed")
 
     with live.api("viewer") as api:
