@@ -20,7 +20,8 @@ def make_engine(settings: Settings | str) -> Engine:
     """An engine for ``settings.resolved_database_url`` (or a URL string).
 
     SQLite gets foreign keys on, WAL journaling and a busy timeout so that the API and a background
-    scan can share the file; the parent directory is created.
+    scan can share the file; the parent directory is created. PostgreSQL connections are pinged before
+    use and time out after 10 s, so the service recovers by itself when the server restarts.
     """
     url = make_url(settings if isinstance(settings, str) else settings.resolved_database_url)
     kwargs: dict[str, Any] = {}
@@ -29,7 +30,11 @@ def make_engine(settings: Settings | str) -> Engine:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
+        # A connection dropped by a database restart is noticed at checkout (pre-ping) and replaced; a
+        # server that does not answer fails the request after connect_timeout instead of hanging it.
         kwargs["pool_pre_ping"] = True
+        if url.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import re
 import shutil
+import socket
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -17,9 +22,20 @@ from shapely.geometry.base import BaseGeometry
 from service.errors import ImportFormatError, PayloadTooLargeError
 from service.geometry import WGS84, reproject
 
-__all__ = ["RasterSummary", "InvalidImageryError", "store_upload", "inspect_upload", "final_path", "move_into_place"]
+__all__ = [
+    "RasterSummary",
+    "InvalidImageryError",
+    "store_upload",
+    "inspect_upload",
+    "final_path",
+    "move_into_place",
+    "upload_tempdir",
+    "remove_stale_temp",
+]
 
 _CHUNK = 1024 * 1024
+#: ``<kind>.<host hash>.<pid>.<random>``: the folder of one upload under ``data_dir/tmp``.
+_TEMP_NAME = re.compile(r"^[a-z]+\.(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\.[0-9a-f]+$")
 
 
 class InvalidImageryError(ImportFormatError):
@@ -43,23 +59,30 @@ class RasterSummary:
 
 
 def store_upload(src: BinaryIO, dest: Path, max_bytes: int, filename: str) -> tuple[int, str]:
-    """Copy ``src`` to ``dest`` in chunks, stopping past ``max_bytes``; returns (size, sha256 hex)."""
+    """Copy ``src`` to ``dest`` in chunks, stopping past ``max_bytes``; returns (size, sha256 hex).
+
+    On any error (too large, disk full, cancelled) ``dest`` is removed before the error propagates.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    with dest.open("wb") as out:
-        while chunk := src.read(_CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                out.close()
-                dest.unlink(missing_ok=True)
-                raise PayloadTooLargeError(
-                    f"{filename!r} is larger than the upload limit of {max_bytes:,} bytes; cut it into tiles "
-                    "or raise SOILWATCH_MAX_UPLOAD_BYTES",
-                    limit_bytes=max_bytes,
-                )
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        with dest.open("wb") as out:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLargeError(
+                        f"{filename!r} is larger than the upload limit of {max_bytes:,} bytes; cut it into tiles "
+                        "or raise SOILWATCH_MAX_UPLOAD_BYTES",
+                        limit_bytes=max_bytes,
+                    )
+                digest.update(chunk)
+                out.write(chunk)  # a full disk raises OSError(ENOSPC): answered 507 by api.problems
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the database row that points at it is committed
+    except BaseException:
+        dest.unlink(missing_ok=True)  # never leave a partial file behind
+        raise
     return size, digest.hexdigest()
 
 
@@ -95,4 +118,62 @@ def final_path(data_dir: Path, sha256: str) -> Path:
 
 def move_into_place(tmp: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(tmp, dest)
+    shutil.move(tmp, dest)  # a rename: tmp and dest are both under the data dir
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def upload_tempdir(data_dir: Path, kind: str) -> Path:
+    """A new folder under ``data_dir/tmp`` for one upload of ``kind`` ("imagery", "import"), created.
+
+    Its name carries this host and process id, so that :func:`remove_stale_temp` can remove what a
+    killed process left there without touching the uploads of a live one.
+    """
+    path = data_dir / "tmp" / f"{kind}.{_host_tag()}.{os.getpid()}.{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    return path
+
+
+def remove_stale_temp(data_dir: Path, *, max_age_s: float = 3600.0) -> int:
+    """Remove leftovers under ``data_dir/tmp``; returns how many entries went.
+
+    Removed: upload folders of a process of this host that no longer exists (a ``kill -9`` or crash
+    mid-upload), and anything not made by :func:`upload_tempdir` on this host that was not modified for
+    ``max_age_s`` seconds (e.g. an export's folder).
+    Temp files are never visible through the API; this only gives their disk space back.
+    """
+    folder = data_dir / "tmp"
+    if not folder.is_dir():
+        return 0
+    host, removed, now = _host_tag(), 0, time.time()
+    for entry in folder.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        try:
+            if match and match["host"] == host:
+                stale = not _alive(int(match["pid"]))  # a live upload may well take longer than max_age_s
+            else:
+                stale = entry.lstat().st_mtime < now - max_age_s
+            if not stale:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except OSError:  # removed meanwhile by its owner, or not ours to remove: leave it
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

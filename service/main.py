@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,7 +30,8 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
     """Build the app on its own engine; the database must be migrated (``soilwatch db upgrade``).
 
     With ``scan_worker`` (the default) a background thread runs the queued scans while the app runs
-    (:class:`service.scan_worker.ScanWorker`); it picks up scans a previous run left unfinished.
+    (:class:`service.scan_worker.ScanWorker`); it picks up scans a previous run left unfinished. At
+    startup the leftovers of uploads cut off by a crash are removed (:func:`service.imagery.remove_stale_temp`).
     """
     from soilwatch import __version__
 
@@ -39,6 +41,12 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from service.imagery import remove_stale_temp
+
+        # Uploads cut off by a crash or kill -9 leave a folder under data_dir/tmp (never visible): free it.
+        if removed := await asyncio.to_thread(remove_stale_temp, settings.data_dir):
+            logging.getLogger(__name__).info("removed %d leftover upload folder(s) under %s/tmp", removed,
+                                             settings.data_dir)  # fmt: skip
         worker = None
         if scan_worker:
             from service.scan_worker import ScanWorker

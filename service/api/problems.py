@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any, cast
 
@@ -9,13 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
 
-__all__ = ["install_problem_handlers", "problem_response", "PROBLEM_JSON"]
+__all__ = ["install_problem_handlers", "problem_response", "is_disk_full", "PROBLEM_JSON"]
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -76,6 +78,64 @@ async def _integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: Seconds a client should wait before retrying while the database is unreachable (Retry-After).
+RETRY_AFTER_S = 5
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the disk is full: ENOSPC/EDQUOT, SQLite's SQLITE_FULL or
+    PostgreSQL's ``disk_full`` (SQLSTATE 53100)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return True
+        if getattr(current, "sqlite_errorcode", None) == 13 or getattr(current, "sqlstate", None) == "53100":
+            return True  # SQLITE_FULL; PostgreSQL disk_full
+        if "database or disk is full" in str(current) or "No space left on device" in str(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+async def _disk_full(request: Request, exc: Exception) -> JSONResponse:
+    log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        507,
+        "Insufficient storage",
+        "the server's disk is full; nothing was saved. Ask the administrator to free space in the data "
+        "directory, then send it again",
+    )
+
+
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_disk_full(exc):
+        return await _disk_full(request, exc)
+    return await _unhandled(request, exc)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Lost connections, a restarting server, a locked SQLite file or an exhausted pool are 503: retry."""
+    if is_disk_full(exc):
+        return await _disk_full(request, exc)
+    unavailable = isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if not unavailable:
+        return await _unhandled(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+    return problem_response(
+        request,
+        503,
+        "Database unavailable",
+        f"the database did not answer (restarting, unreachable or busy); nothing was saved, retry in {RETRY_AFTER_S} s",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, 500, "Internal error", "unexpected server error; the log has the details")
@@ -88,4 +148,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StaleDataError, _stale)
     app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unhandled)

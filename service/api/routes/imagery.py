@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from sqlalchemy import func, select
 
 from service.api.deps import ScopeDep, SessionDep, SettingsDep, owned, require_role
 from service.errors import ConflictError, InvalidInputError, PayloadTooLargeError
-from service.imagery import final_path, inspect_upload, move_into_place, store_upload
+from service.imagery import final_path, inspect_upload, move_into_place, store_upload, upload_tempdir
 from service.models import District, Imagery, User, set_geometry
 from service.schemas import ImageriesPublic, ImageryPublic
 from service.vocab import Role
@@ -51,7 +50,7 @@ def upload_imagery(
     filename = file.filename or "upload.tif"
     # Keep the original name (made safe): the detector reads the acquisition date from it when tags lack one.
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(filename).name)[-120:] or "upload.tif"
-    tmp = settings.data_dir / "tmp" / f"imagery-{uuid.uuid4().hex}" / safe
+    tmp = upload_tempdir(settings.data_dir, "imagery") / safe
     try:
         size, sha = store_upload(file.file, tmp, settings.max_upload_bytes, filename)
         existing = session.scalar(select(Imagery).where(Imagery.sha256 == sha))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from typing import Annotated, Any
 
 import shapely
@@ -24,6 +23,7 @@ from service.api.deps import (
 from service.compliance import rematch_areas
 from service.core.config import Settings
 from service.errors import NotFoundError, PayloadTooLargeError
+from service.imagery import upload_tempdir
 from service.models import ImportReport, Project, User
 from service.project_import import read_project_file
 from service.projects import AUDIT_FIELDS, ProjectQuery, apply_import, parse_bbox, search_projects
@@ -71,8 +71,7 @@ def import_projects(
     if declared > settings.max_import_bytes + _CHUNK:
         raise PayloadTooLargeError(f"upload of {declared:,} bytes is over the limit of {settings.max_import_bytes:,}")
     filename = file.filename or "upload"
-    workdir = settings.data_dir / "tmp" / f"import-{uuid.uuid4().hex}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = upload_tempdir(settings.data_dir, "import")
     try:
         path = workdir / ("upload" + "".join(c for c in _suffix(filename) if c.isalnum() or c == "."))
         _copy_limited(file, path, settings.max_import_bytes)
