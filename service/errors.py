@@ -21,6 +21,7 @@ __all__ = [
     "ConflictError",
     "PreconditionFailedError",
     "PreconditionRequiredError",
+    "TooManyRequestsError",
 ]
 
 
@@ -97,3 +98,10 @@ class PreconditionFailedError(ServiceError, ValueError):
 class PreconditionRequiredError(ServiceError, ValueError):
     status_code = 428
     title = "Precondition required"
+
+
+class TooManyRequestsError(ServiceError, PermissionError):
+    """Too many failed sign-ins from one client address; the response carries Retry-After."""
+
+    status_code = 429
+    title = "Too many requests"
