@@ -30,8 +30,6 @@ import json
 import os
 import platform
 import random
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,108 +38,16 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-import shapely
-from sqlalchemy import column, func, insert, select, table
+from sqlalchemy import func, select, table
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "patches_api"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.seed import CATEGORIES, build_database  # noqa: E402
+from benchmarks.seed import free_port as _free_port  # noqa: E402
+from benchmarks.seed import pct as _pct  # noqa: E402
 from service.db import make_engine  # noqa: E402
-from tests.service.conftest import DISTRICTS, _seed  # noqa: E402
-
-CATEGORIES = ["compliant", "suspected_relocated", "suspected_out_of_bounds", "suspected_unapproved", "too_small"]
-CATEGORY_P = [0.55, 0.20, 0.12, 0.08, 0.05]
-STATUSES = ["unreviewed", "assigned", "reviewed", "closed"]
-STATUS_P = [0.90, 0.04, 0.05, 0.01]
-COLUMNS = (
-    "patch_code", "district_code", "geometry", "area_m2", "area_mu", "lon", "lat", "before_date", "after_date",
-    "confidence", "conf_max", "model", "category", "category_reason", "outside_share", "priority",
-    "review_status", "version", "created_at", "updated_at", "min_x", "min_y", "max_x", "max_y",
-)  # fmt: skip
-CHUNK = 50_000
-M_PER_DEG_LAT = 111_320.0
-
-
-def _rows(rng: np.random.Generator, start: int, n: int, now: str) -> list[dict]:
-    codes = list(DISTRICTS)
-    district = rng.integers(0, len(codes), n)
-    bounds = np.array([DISTRICTS[c][1].bounds for c in codes])[district]
-    lon = rng.uniform(bounds[:, 0], bounds[:, 2])
-    lat = rng.uniform(bounds[:, 1], bounds[:, 3])
-    area = np.exp(rng.uniform(np.log(200.0), np.log(2e4), n))
-    half_lat = np.sqrt(area) / 2 / M_PER_DEG_LAT
-    half_lon = half_lat / np.cos(np.radians(lat))
-    geoms = shapely.box(lon - half_lon, lat - half_lat, lon + half_lon, lat + half_lat)
-    wkb = shapely.to_wkb(geoms)
-    category = rng.choice(len(CATEGORIES), n, p=CATEGORY_P)
-    status = rng.choice(len(STATUSES), n, p=STATUS_P)
-    priority = np.where(rng.random(n) < 0.85, 0, rng.integers(1, 4, n))
-    after = rng.integers(0, 3 * 365, n)
-    conf = rng.uniform(0.5, 1.0, n)
-    base = dt.date(2023, 1, 1)
-    rows = []
-    for i in range(n):
-        after_date = base + dt.timedelta(days=int(after[i]))
-        rows.append({
-            "patch_code": f"{after_date.year}_{codes[district[i]]}_{start + i:07d}",
-            "district_code": codes[district[i]],
-            "geometry": wkb[i],
-            "area_m2": float(area[i]),
-            "area_mu": float(area[i]) / (10000.0 / 15.0),
-            "lon": float(lon[i]),
-            "lat": float(lat[i]),
-            "before_date": (after_date - dt.timedelta(days=90)).isoformat(),
-            "after_date": after_date.isoformat(),
-            "confidence": float(conf[i]),
-            "conf_max": float(conf[i]),
-            "model": "baseline",
-            "category": CATEGORIES[category[i]],
-            "category_reason": "synthetic",
-            "outside_share": 0.0,
-            "priority": int(priority[i]),
-            "review_status": STATUSES[status[i]],
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "min_x": float(lon[i] - half_lon[i]),
-            "min_y": float(lat[i] - half_lat[i]),
-            "max_x": float(lon[i] + half_lon[i]),
-            "max_y": float(lat[i] + half_lat[i]),
-        })  # fmt: skip
-    return rows
-
-
-def build_database(path: Path, n: int, seed: int) -> tuple[dict[str, str], float]:
-    """A migrated, seeded database with ``n`` patches; returns the users' tokens and the fill seconds."""
-    if path.parent.exists():
-        shutil.rmtree(path.parent)
-    path.parent.mkdir(parents=True)
-    url = f"sqlite:///{path}"
-    tokens = _seed(url)
-    patches = table("patches", *(column(c) for c in COLUMNS))  # untyped: WKB bytes and ISO strings go straight in
-    rng = np.random.default_rng(seed)
-    now = dt.datetime(2024, 6, 1, 8, 0).strftime("%Y-%m-%d %H:%M:%S.%f")
-    engine = make_engine(url)
-    t0 = time.perf_counter()
-    for start in range(0, n, CHUNK):
-        rows = _rows(rng, start, min(CHUNK, n - start), now)
-        with engine.begin() as conn:
-            conn.execute(insert(patches), rows)
-        print(f"  {start + len(rows):,} patches, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    fill_s = time.perf_counter() - t0
-    engine.dispose()
-    return tokens, fill_s
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _queries(rng: random.Random, n: int) -> list[tuple[str, str, dict]]:
@@ -167,10 +73,6 @@ def _queries(rng: random.Random, n: int) -> list[tuple[str, str, dict]]:
         else:
             out.append((kind, "admin", {"offset": rng.choice([5000, 10000]), "limit": 50}))
     return out
-
-
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def main() -> None:
