@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import errno
 import logging
+from http import HTTPStatus
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
 
-__all__ = ["install_problem_handlers", "problem_response", "is_disk_full", "PROBLEM_JSON"]
+__all__ = [
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+    "document_problems",
+    "is_disk_full",
+    "Problem",
+    "ValidationProblem",
+    "PROBLEM_JSON",
+]
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -136,6 +147,17 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot hold (an id beyond its integer range, a text longer than a column): 422."""
+    log.info("value rejected by the database on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+    return problem_response(
+        request,
+        422,
+        "Invalid input",
+        "a value does not fit the database (a number out of range or a text too long); check the values you sent",
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, 500, "Internal error", "unexpected server error; the log has the details")
@@ -148,7 +170,111 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StaleDataError, _stale)
     app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unhandled)
+    _install_openapi(app)
+
+
+# --- OpenAPI: every error documented as problem+json -------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """An error as RFC 9457 problem details (``application/problem+json``). Some errors add members, e.g.
+    ``existing_id`` (409 on a duplicate upload) or ``limit_bytes`` (413)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field("about:blank", description="Always about:blank: the status and title say it all")
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(description="What was wrong, naming the bad value, and what to do",
+                        examples=["patch 17 not found (or not in your districts)"])  # fmt: skip
+    instance: str | None = Field(None, description="The request path", examples=["/api/v1/patches/17"])
+
+
+class ValidationItem(BaseModel):
+    loc: list[str | int] = Field(description="path, query, header or body, then the field", examples=[["query", "x"]])
+    msg: str
+    type: str
+
+
+class ValidationProblem(Problem):
+    """422 for a request that does not match the schema: one item per bad field."""
+
+    errors: list[ValidationItem] = Field(default_factory=list)
+
+
+_REF = "#/components/schemas/"
+_DESCRIPTIONS = {
+    400: "Unreadable request or file (malformed multipart body, unknown file format, unsafe archive)",
+    401: "Missing, unknown, revoked or expired API token",
+    403: "Your role or districts do not allow this",
+    404: "Not found, or not in your districts",
+    409: "Conflicts with the current data (duplicate, already done, or changed by someone else meanwhile)",
+    412: "If-Match names an old version: someone else saved first",
+    413: "Larger than the configured limit",
+    422: "Invalid parameters, body or file content",
+    428: "If-Match is required",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for a route's error statuses, documented as problem+json, e.g.
+    ``problem_responses(409, 413)``. 401, 404 (path parameters) and 422 are added to every operation that can
+    answer them by :func:`document_problems`; routes declare the rest."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model = "ValidationProblem" if code == 422 else "Problem"
+        out[code] = {
+            "description": _DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": f"{_REF}{model}"}}},
+        }
+    return out
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the generated OpenAPI ``schema`` say what the handlers above send, in place; returns it.
+
+    Every operation behind the bearer token documents 401; one with path parameters 404 (unknown ids and rows of
+    other districts alike); one with parameters or a body 422 as :class:`ValidationProblem` (FastAPI's own
+    ``HTTPValidationError`` never goes out). Route-specific statuses come from :func:`problem_responses`.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, ValidationItem, ValidationProblem):
+        components[model.__name__] = model.model_json_schema(ref_template=_REF + "{model}")
+        components[model.__name__].pop("$defs", None)
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            parameters = operation.get("parameters", [])
+            wanted = []
+            if operation.get("security"):
+                wanted.append(401)
+            if any(p.get("in") == "path" for p in parameters):
+                wanted.append(404)
+            if parameters or "requestBody" in operation:
+                wanted.append(422)
+            for code, entry in problem_responses(*wanted).items():
+                current = responses.get(str(code))
+                if current is None or PROBLEM_JSON not in current.get("content", {}):
+                    responses[str(code)] = entry  # replaces FastAPI's HTTPValidationError 422 too
+    text = repr(schema["paths"])
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"{_REF}{unused}'" not in text:
+            components.pop(unused, None)
+    return schema
+
+
+def _install_openapi(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from service.api.deps import ScopeDep, SessionDep, SettingsDep, require_role
+from service.api.problems import problem_responses
 from service.api.routes.patches import patch_query
 from service.exports import (
     ExportFile,
@@ -31,7 +32,11 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 Reader = Annotated[User, Depends(require_role(Role.viewer))]
 Supervisor = Annotated[User, Depends(require_role(Role.supervisor))]
 
-_FILE = {"description": "The file, as an attachment", "content": {"application/octet-stream": {}}}
+_PATCH_FILES = {"description": "The file, as an attachment",
+                "content": {"application/geo+json": {}, "application/geopackage+sqlite3": {}, "application/zip": {},
+                            "application/vnd.google-earth.kml+xml": {}, "text/csv": {}}}  # fmt: skip
+_LABEL_FILES = {"description": "The file, as an attachment",
+                "content": {"application/geopackage+sqlite3": {}, "application/geo+json": {}}}  # fmt: skip
 
 
 def _stream(export: ExportFile) -> FileResponse:
@@ -49,7 +54,7 @@ def _stream(export: ExportFile) -> FileResponse:
     "/patches",
     summary="Export a patch query (GeoJSON, GeoPackage, Shapefile, KML, CSV)",
     response_class=FileResponse,
-    responses={200: _FILE, 413: {"description": "More patches than SOILWATCH_EXPORT_MAX_FEATURES"}},
+    responses={200: _PATCH_FILES, **problem_responses(413)},
 )
 def export_patch_query(
     user: Reader,
@@ -98,7 +103,7 @@ def export_patch_query(
     "/training-labels",
     summary="Reviewed patches as training labels (label 1 = real disturbance, 0 = hard negative)",
     response_class=FileResponse,
-    responses={200: _FILE},
+    responses={200: _LABEL_FILES, **problem_responses(403)},
 )
 def export_labels(
     user: Supervisor,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from sqlalchemy import func, select
 
 from service.api.deps import ScopeDep, SessionDep, SettingsDep, owned, require_role
+from service.api.problems import problem_responses
 from service.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from service.imagery import final_path, inspect_upload, move_into_place, store_upload, upload_tempdir
 from service.models import District, Imagery, User, set_geometry
@@ -32,7 +33,8 @@ def imagery_public(row: Imagery) -> ImageryPublic:
     return ImageryPublic.model_validate(data)
 
 
-@router.post("", response_model=ImageryPublic, status_code=201, summary="Upload one GeoTIFF tile")
+@router.post("", response_model=ImageryPublic, status_code=201, summary="Upload one GeoTIFF tile",
+             responses=problem_responses(400, 403, 409, 413))  # fmt: skip
 def upload_imagery(
     user: Supervisor,
     request: Request,

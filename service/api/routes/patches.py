@@ -19,6 +19,7 @@ from service.api.deps import (
     owned,
     require_role,
 )
+from service.api.problems import problem_responses
 from service.chips import chip_png
 from service.errors import InvalidInputError
 from service.models import AuditEvent, Patch, Project, Review, User
@@ -134,7 +135,8 @@ def patch_history(user: Reader, patch: OwnedPatch, session: SessionDep) -> Histo
     )
 
 
-@router.patch("/{patch_id}", response_model=PatchPublic, summary="Assign to an inspector, or close (销号)")
+@router.patch("/{patch_id}", response_model=PatchPublic, summary="Assign to an inspector, or close (销号)",
+              responses=problem_responses(403, 409, 412))  # fmt: skip
 def update_patch(
     user: Supervisor,
     patch: OwnedPatch,
@@ -172,6 +174,7 @@ def _check_assignee(session: SessionDep, scope: DistrictScope, patch: Patch, ass
     response_model=PatchPublic,
     status_code=201,
     summary="Record a review verdict (needs If-Match)",
+    responses=problem_responses(403, 409, 412, 428),
     description="Send `If-Match` with the ETag of your last GET: if someone else saved the patch in between, "
     "the answer is 412 and nothing is overwritten (428 without If-Match).",
 )

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from service.api.deps import SettingsDep, owned, require_role
+from service.api.problems import problem_responses
 from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.models import Patch, User
 from service.vocab import Role
@@ -51,7 +52,8 @@ def _kind(head: bytes) -> str | None:
 
 
 @router.post("/{patch_id}/photos", response_model=PhotoPublic, status_code=201,
-             summary="Upload a field photo for a review (JPEG, PNG or WebP)")  # fmt: skip
+             summary="Upload a field photo for a review (JPEG, PNG or WebP)",
+             responses=problem_responses(400, 403, 413))  # fmt: skip
 def upload_photo(
     user: Inspector,
     patch: OwnedPatch,

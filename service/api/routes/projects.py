@@ -20,6 +20,7 @@ from service.api.deps import (
     owned,
     require_role,
 )
+from service.api.problems import problem_responses
 from service.compliance import rematch_areas
 from service.core.config import Settings
 from service.errors import NotFoundError, PayloadTooLargeError
@@ -51,6 +52,7 @@ def project_public(project: Project, *, geometry: bool = True) -> ProjectPublic:
     response_model=ImportReportPublic,
     status_code=201,
     summary="Import an approved-project list",
+    responses=problem_responses(400, 403, 409, 413),
     description="Multipart upload of a zipped Shapefile (GBK or UTF-8; .cpg honoured), GeoPackage, GeoJSON, "
     "or CSV/XLSX with 经度/纬度 columns. Chinese field names (项目名称, 项目代码, 建设单位, 行业类别, 审批机关, "
     "批复文号, 批复时间, 防治责任范围面积 …) are mapped; any CRS is reprojected; re-importing updates projects "
@@ -145,7 +147,8 @@ def read_project(user: Reader, project: OwnedProject, response: Response) -> Pro
     return project_public(project)
 
 
-@router.patch("/{project_id}", response_model=ProjectPublic, summary="Edit a project's attributes")
+@router.patch("/{project_id}", response_model=ProjectPublic, summary="Edit a project's attributes",
+              responses=problem_responses(403, 409, 412))  # fmt: skip
 def update_project(
     user: Supervisor,
     project: OwnedProject,
@@ -172,7 +175,8 @@ def update_project(
     return project_public(project)
 
 
-@router.delete("/{project_id}", status_code=204, summary="Remove a project from the list")
+@router.delete("/{project_id}", status_code=204, summary="Remove a project from the list",
+               responses=problem_responses(403, 409, 412))  # fmt: skip
 def delete_project(
     user: Supervisor,
     project: OwnedProject,

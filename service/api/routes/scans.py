@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, select
 
 from service.api.deps import ScopeDep, SessionDep, owned, require_role
+from service.api.problems import problem_responses
 from service.models import Scan, User
 from service.scans import ScanRequest, cancel_scan, category_counts, create_scan
 from service.schemas import ScanCreate, ScanPublic, ScansPublic
@@ -40,6 +41,7 @@ def _wake_worker(request: Request) -> None:
     response_model=ScanPublic,
     status_code=202,
     summary="Start a scan (runs in the background)",
+    responses=problem_responses(403, 404, 409),
     description="Body: `{before_imagery_id, after_imagery_id}`; or an area (`district_code` or `bbox`) with "
     '`before_date` and `after_date`; or `{"mode": "latest"}` (newest imagery against the previous date, '
     "optionally with an area). Answers 202 with the queued scan; follow it with `GET /scans/{id}`. "
@@ -95,6 +97,7 @@ def read_scan(user: Reader, scan: OwnedScan, session: SessionDep) -> ScanPublic:
     response_model=ScanPublic,
     status_code=202,
     summary="Cancel a scan",
+    responses=problem_responses(403, 409),
     description="A queued scan is cancelled at once; a running one stops at its next progress report "
     "(`cancel_requested` is true until then) and stores nothing. 409 when the scan has already ended.",
 )
