@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.middleware import install_middleware
 from service.api.problems import install_problem_handlers
 from service.api.routes import api_router, scans
 from service.core.config import Settings, get_settings
+from service.core.security import FailureLimiter, install_log_redaction
 from service.db import make_engine, make_sessionmaker
 
 __all__ = ["create_app"]
@@ -65,7 +67,10 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
     app.state.engine = engine
     app.state.sessionmaker = sessions
     app.state.scan_worker = None
+    app.state.auth_limiter = FailureLimiter(settings.auth_failures_per_minute, 60.0)
     install_problem_handlers(app)
+    install_middleware(app, settings)  # request limits; CORS only when SOILWATCH_CORS_ORIGINS is set
+    install_log_redaction()  # tokens, passwords and URL passwords never reach the logs (uvicorn access log too)
     app.include_router(api_router)
     app.include_router(scans.router, prefix=api_router.prefix)
     return app

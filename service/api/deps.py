@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
+from service.core.security import FailureLimiter, hash_token
 from service.errors import (
     AuthenticationError,
     NotFoundError,
     PermissionDeniedError,
     PreconditionFailedError,
     PreconditionRequiredError,
+    TooManyRequestsError,
 )
-from service.models import User
+from service.models import ApiToken, User
 from service.scope import DistrictScope
-from service.users import user_for_token
+from service.users import authenticate
 from service.vocab import ROLE_RANK, Role
 
 __all__ = [
     "get_settings_dep",
     "get_session",
     "get_current_user",
+    "get_current_token",
     "require_role",
     "DistrictScope",
     "get_scope",
@@ -40,6 +46,7 @@ __all__ = [
     "check_if_match",
 ]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False, description="API token from `soilwatch admin create-user`.")
 
@@ -62,22 +69,45 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The user owning the ``Authorization: Bearer`` token; 401 without a valid one."""
+    """The user owning the ``Authorization: Bearer`` token; 401 without a valid one (saying whether it is
+    unknown, revoked or expired), 429 with Retry-After once the client address has failed too often."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise AuthenticationError(
             "missing API token; send 'Authorization: Bearer <token>' (create one with soilwatch admin create-user)",
             headers=challenge,
         )
-    user = user_for_token(session, credentials.credentials.strip())
-    if user is None:
-        raise AuthenticationError(
-            f"API token {credentials.credentials[:6]!r}… is unknown or revoked; ask an administrator for a new one",
-            headers=challenge,
+    limiter: FailureLimiter | None = getattr(request.app.state, "auth_limiter", None)
+    client = request.client.host if request.client is not None else "unknown"
+    if limiter is not None and (wait := limiter.retry_after(client)) is not None:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequestsError(
+            f"too many failed sign-ins from {client}; wait {seconds} s and check the API token",
+            headers={"Retry-After": str(seconds)},
         )
-    return user
+    token = credentials.credentials.strip()
+    try:
+        row = authenticate(session, token)
+    except AuthenticationError as exc:
+        if limiter is not None:
+            limiter.fail(client)
+        log.warning("failed sign-in from %s: %s", client, exc.message)
+        exc.headers = {**challenge, **exc.headers}
+        raise
+    return row.user
+
+
+def get_current_token(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiToken | None:
+    """The :class:`ApiToken` row of this request's bearer token (after :func:`get_current_user` let it in)."""
+    if credentials is None:
+        return None
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials.strip())))
 
 
 UserDep = Annotated[User, Depends(get_current_user)]

@@ -6,11 +6,13 @@ configuration, not constants").
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "DEFAULT_FIELD_MAP"]
 
@@ -73,6 +75,23 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = Field(default=1024**3, gt=0, description="Largest total size inside a zip.")
     max_zip_ratio: float = Field(default=200.0, gt=1, description="Largest uncompressed/compressed ratio per member.")
     page_size_max: int = Field(default=500, gt=0)
+    max_body_bytes: int = Field(
+        default=1024**2, gt=0, description="Largest request body other than a multipart upload (JSON); bigger: 413."
+    )
+    max_query_bytes: int = Field(default=4096, gt=0, description="Longest query string; longer: 422.")
+    max_query_params: int = Field(default=100, gt=0, description="Most query parameters in one request; more: 422.")
+    max_query_value_chars: int = Field(default=500, gt=0, description="Longest single query value; longer: 422.")
+    # Access (API tokens, sign-in, browsers)
+    token_lifetime_days: int | None = Field(
+        default=90, ge=1, description="New API tokens expire after this many days; unset: they never expire."
+    )
+    auth_failures_per_minute: int = Field(
+        default=10, ge=1, description="Failed sign-ins per client address and minute before it gets 429."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API from other sites (comma-separated); empty: no CORS.",
+    )
     # Project import
     field_map: dict[str, str] = Field(
         default_factory=dict, description="Extra column-name → attribute mappings, merged over the defaults."
@@ -122,6 +141,16 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_keys(cls, value: dict[str, str]) -> dict[str, str]:
         return {k.strip().casefold(): v for k, v in value.items()}
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):  # "https://a.example, https://b.example" or a JSON list
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @property
     def resolved_database_url(self) -> str:

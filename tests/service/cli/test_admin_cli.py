@@ -69,3 +69,64 @@ def test_create_user_errors_name_the_value(migrated, districts_file):
     runner.invoke(admin_app, ["create-user", "z", "--role", "viewer", "--district", "120225"])
     dup = runner.invoke(admin_app, ["create-user", "z", "--role", "viewer", "--district", "120225"])
     assert dup.exit_code != 0 and "already exists" in str(dup.exception)
+
+
+def _token_row(url, token):
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        session.expunge_all()
+    engine.dispose()
+    return row
+
+
+def test_tokens_expire_by_default_and_on_request(migrated, districts_file, monkeypatch):
+    import datetime as dt
+
+    assert runner.invoke(admin_app, ["import-districts", str(districts_file)]).exit_code == 0
+    monkeypatch.setenv("SOILWATCH_TOKEN_LIFETIME_DAYS", "7")
+    get_settings.cache_clear()
+    result = runner.invoke(admin_app, ["create-user", "li", "--role", "viewer", "--district", "120225"])
+    assert result.exit_code == 0, result.output
+    first = _token_row(migrated, result.stdout.strip().splitlines()[-1])
+    lifetime = first.expires_at.replace(tzinfo=dt.UTC) - first.created_at.replace(tzinfo=dt.UTC)
+    assert dt.timedelta(days=7) - dt.timedelta(seconds=5) < lifetime <= dt.timedelta(days=7)
+
+    result = runner.invoke(admin_app, ["new-token", "li", "--expires-in", "12h"])
+    assert result.exit_code == 0, result.output
+    second = _token_row(migrated, result.stdout.strip().splitlines()[-1])
+    lifetime = second.expires_at.replace(tzinfo=dt.UTC) - second.created_at.replace(tzinfo=dt.UTC)
+    assert dt.timedelta(hours=12) - dt.timedelta(seconds=5) < lifetime <= dt.timedelta(hours=12)
+
+    result = runner.invoke(admin_app, ["new-token", "li", "--expires-in", "never"])
+    assert _token_row(migrated, result.stdout.strip().splitlines()[-1]).expires_at is None
+
+    bad = runner.invoke(admin_app, ["new-token", "li", "--expires-in", "soon"])
+    assert bad.exit_code != 0 and "'soon'" in bad.output
+
+
+def test_revoke_by_prefix_id_and_user(migrated, districts_file):
+    assert runner.invoke(admin_app, ["import-districts", str(districts_file)]).exit_code == 0
+    created = runner.invoke(admin_app, ["create-user", "zhao", "--role", "viewer", "--district", "120225"])
+    first = created.stdout.strip().splitlines()[-1]
+    second = runner.invoke(admin_app, ["new-token", "zhao"]).stdout.strip().splitlines()[-1]
+    third = runner.invoke(admin_app, ["new-token", "zhao"]).stdout.strip().splitlines()[-1]
+
+    listing = runner.invoke(admin_app, ["list-tokens", "zhao"])
+    assert listing.exit_code == 0 and listing.output.count("active") == 3
+    assert first not in listing.output and first[:10] in listing.output  # prefixes only
+
+    result = runner.invoke(admin_app, ["revoke-token", first[:10], "--reason", "laptop lost"])
+    assert result.exit_code == 0, result.output
+    assert _token_row(migrated, first).revoked and _token_row(migrated, first).revoked_at is not None
+    assert not _token_row(migrated, second).revoked
+
+    second_id = str(_token_row(migrated, second).id)
+    assert runner.invoke(admin_app, ["revoke-token", second_id]).exit_code == 0
+    assert _token_row(migrated, second).revoked and not _token_row(migrated, third).revoked
+
+    result = runner.invoke(admin_app, ["revoke-token", "--user", "zhao"])
+    assert "revoked 1 token(s); 2 already were" in result.output
+    assert _token_row(migrated, third).revoked
+    assert runner.invoke(admin_app, ["revoke-token", "sw_nosuchtoken"]).exit_code != 0
+    assert runner.invoke(admin_app, ["revoke-token"]).exit_code == 2  # neither TOKEN nor --user
