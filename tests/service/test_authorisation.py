@@ -45,7 +45,6 @@ ENDPOINTS = [
     ("GET", "/api/v1/users/{user_id}/tokens", "admin", {}),
     ("DELETE", "/api/v1/users/{user_id}/tokens/{token_id}", "admin", {}),
     ("GET", "/api/v1/districts", "viewer", {}),
-    ("GET", "/api/v1/districts/{code}/assignees", "supervisor", {}),
     # projects
     ("GET", "/api/v1/projects", "viewer", {}),
     ("GET", "/api/v1/projects/{project_id}", "viewer", {}),
