@@ -25,6 +25,7 @@ __all__ = [
     "problem_responses",
     "document_problems",
     "is_disk_full",
+    "is_unavailable",
     "Problem",
     "ValidationProblem",
     "PROBLEM_JSON",
@@ -128,14 +129,33 @@ async def _os_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unhandled(request, exc)
 
 
+#: PostgreSQL SQLSTATEs after which the same request can succeed: connection exceptions (08…), the server
+#: shutting down or starting up (57P01-57P03), too many connections, serialization failure, deadlock.
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+_SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is unreachable, restarting or busy — worth a retry — and not
+    that the statement itself is wrong (e.g. SQLite's "Expression tree is too large", a 500)."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_BUSY
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(exc, OperationalError) and (state is None or state.startswith(_TRANSIENT_SQLSTATES))
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """Lost connections, a restarting server, a locked SQLite file or an exhausted pool are 503: retry."""
     if is_disk_full(exc):
         return await _disk_full(request, exc)
-    unavailable = isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-    if not unavailable:
+    if not is_unavailable(exc):
         return await _unhandled(request, exc)
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
     return problem_response(
