@@ -11,8 +11,10 @@ polygons over a 100 km x 100 km area in a metric CRS (CGCS2000 / Gauss-Krüger-l
   around a project's centre (jittered, so some spill out of it and some miss it), 40 % anywhere.
 
 The timed part is exactly one call of :func:`service.matching.match_patches` (default thresholds,
-``schematic`` flags given); generation is timed apart. Peak RSS is the process's ``ru_maxrss``
-(generation included); the RSS before matching is shown beside it.
+``schematic`` flags given); generation is timed apart. Wall and CPU seconds (``time.process_time``) are
+both shown: on a shared machine the CPU seconds are the steadier figure. The 1-minute load average is
+printed before and after the run. Peak RSS is the process's ``ru_maxrss`` (generation included); the
+RSS before matching is shown beside it.
 
 Run: ``.venv/bin/python benchmarks/bench_matching.py [--patches 100000] [--projects 50000] [--repeat 3] [--seed 5]``
 Prints a Markdown table.
@@ -116,22 +118,28 @@ def main() -> None:
 
     thresholds = MatchThresholds()
     times: list[float] = []
+    cpu: list[float] = []
     results = []
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results = match_patches(patches, projects, thresholds=thresholds, schematic=schematic)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    load_after = os.getloadavg()[0]
     counts = Counter(r.category.value for r in results)
     multi = sum(1 for r in results if len(r.overlaps) > 1)
 
     print(f"# match_patches: {args.patches:,} patches x {args.projects:,} projects (seed {args.seed})\n")
     print(f"Python {platform.python_version()}, shapely {shapely.__version__}, GEOS {shapely.geos_version_string}, "
           f"{os.cpu_count()} CPUs; generation {gen_s:.1f} s; projects: {int(schematic.sum()):,} schematic, "
-          f"point-buffered ≈ 10 %\n")  # fmt: skip
-    print("| calls | wall s (best) | wall s (median) | wall s (each) | RSS before MB | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+          f"point-buffered ≈ 10 %; load average (1 min) {load_before:.2f} before, "
+          f"{load_after:.2f} after\n")  # fmt: skip
+    print("| calls | wall s (best) | wall s (median) | wall s (each) | CPU s (best) | RSS before MB | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {len(times)} | {min(times):.2f} | {statistics.median(times):.2f} | "
-          f"{', '.join(f'{t:.2f}' for t in times)} | {rss_before:.0f} | {_peak_rss_mb():.0f} |")  # fmt: skip
+          f"{', '.join(f'{t:.2f}' for t in times)} | {min(cpu):.2f} | {rss_before:.0f} | "
+          f"{_peak_rss_mb():.0f} |")  # fmt: skip
     print("\n| category | patches | share |")
     print("|---|---|---|")
     for cat, c in sorted(counts.items(), key=lambda kv: -kv[1]):
