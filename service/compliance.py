@@ -99,13 +99,20 @@ def judge_patches(
     return changed
 
 
+#: Areas per query in :func:`rematch_areas`: SQLite refuses an expression deeper than 1,000 terms, which an
+#: OR of every changed project's box reached with an import of ~1,000 projects.
+_CLAUSES_PER_QUERY = 200
+
+
 def rematch_areas(
     session: Session, settings: Settings, areas: Iterable[BaseGeometry], *, reason: str, user: User | None = None
 ) -> int:
     """Re-judge the patches near ``areas`` (old and new outlines of changed projects)."""
     margin = search_margin_m(settings)
     clauses = [bbox_clause(Patch, _expand(area.bounds, margin)) for area in areas if not area.is_empty]
-    if not clauses:
-        return 0
-    patches = session.scalars(select(Patch).where(or_(*clauses))).all()
+    found: dict[int, Patch] = {}
+    for start in range(0, len(clauses), _CLAUSES_PER_QUERY):
+        for patch in session.scalars(select(Patch).where(or_(*clauses[start : start + _CLAUSES_PER_QUERY]))):
+            found[patch.id] = patch
+    patches = [found[key] for key in sorted(found)]
     return judge_patches(session, settings, patches, reason=reason, user=user) if patches else 0
