@@ -11,8 +11,10 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from service.api.problems import is_unavailable
 from service.core.config import Settings
 from service.core.security import FailureLimiter, hash_token
 from service.errors import (
@@ -61,7 +63,12 @@ def get_session(request: Request) -> Iterator[Session]:
     try:
         yield session
     finally:
-        session.close()
+        try:
+            session.close()
+        except DBAPIError as exc:  # the database cut the connection (restart): nothing left to roll back
+            if not is_unavailable(exc):
+                raise
+            log.warning("session closed on a lost database connection: %s", str(exc).splitlines()[0])
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
