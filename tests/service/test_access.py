@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from shapely.geometry import box
 from sqlalchemy import select, update
 
 from service.core.config import Settings
@@ -348,3 +349,88 @@ def test_no_secret_reaches_the_logs(settings, database, caplog):
     assert "failed sign-in" in logged  # failures are logged, without the token
     for secret in secrets:
         assert secret not in logged and secret[6:] not in logged, f"{secret[:6]}… leaked into the logs"
+
+
+# --- the audit trail cannot be edited ------------------------------------------------------------------------
+
+
+def _audit_rows(settings: Settings) -> list[tuple]:
+    engine = make_engine(settings)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(AuditEvent.__table__).order_by(AuditEvent.id))]
+    engine.dispose()
+    return rows
+
+
+def _routes_touching_audit(app) -> set[str]:
+    """Routes whose path names the audit trail, history, reviews or a patch, found in the app itself."""
+    from fastapi.routing import iter_route_contexts
+
+    words = ("audit", "history", "review", "/patches/{patch_id}")
+    return {r.path for r in iter_route_contexts(app.routes) if r.path and any(w in r.path for w in words)}
+
+
+def test_no_api_call_changes_or_removes_audit_rows(client, settings, auth, add_patches):
+    (patch_id,) = add_patches([box(117.1, 40.0, 117.101, 40.001)])
+    etag = client.get(f"/api/v1/patches/{patch_id}", headers=auth("inspector")).headers["etag"]
+    review = client.post(f"/api/v1/patches/{patch_id}/reviews", json={"verdict": "compliant", "note": "原始"},
+                         headers=auth("inspector") | {"If-Match": etag})  # fmt: skip
+    assert review.status_code in (200, 201), review.text
+    before = _audit_rows(settings)
+    assert before, "the review left an audit row"
+    event_id, review_id = before[-1][0], review.json().get("id", 1)
+
+    paths = _routes_touching_audit(client.app) | {
+        "/api/v1/audit",
+        "/api/v1/audit/{event_id}",
+        "/api/v1/audit-events/{event_id}",
+        "/api/v1/patches/{patch_id}/history/{event_id}",
+        "/api/v1/patches/{patch_id}/reviews/{review_id}",
+    }
+    values = {"patch_id": str(patch_id), "event_id": str(event_id), "review_id": str(review_id)}
+    edit = {"reason": "edited", "action": "nothing", "before": None, "after": None, "note": "改写", "id": event_id}
+    statuses = {}
+    for path in sorted(paths):
+        url = path
+        for name, value in values.items():
+            url = url.replace("{" + name + "}", value)
+        if "{" in url:  # a parameter we do not know (e.g. a photo name): a harmless value
+            url = url.split("{")[0] + "x"
+        for method in ("PUT", "PATCH", "DELETE", "POST"):
+            response = client.request(method, url, json=edit, headers=auth("admin"))
+            statuses[f"{method} {url}"] = response.status_code
+    assert statuses  # something was tried
+    after = _audit_rows(settings)
+    assert after[: len(before)] == before, "an API call changed or removed audit rows"
+
+
+def test_database_refuses_audit_updates_and_deletes(settings, client, auth, add_patches):
+    """The triggers of migration 0004: no UPDATE, no DELETE — except the user_id → NULL of a deleted user."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    (patch_id,) = add_patches([box(117.1, 40.0, 117.101, 40.001)])
+    etag = client.get(f"/api/v1/patches/{patch_id}", headers=auth("inspector")).headers["etag"]
+    client.post(f"/api/v1/patches/{patch_id}/reviews", json={"verdict": "compliant"},
+                headers=auth("inspector") | {"If-Match": etag})  # fmt: skip
+    before = _audit_rows(settings)
+    assert before
+    engine = make_engine(settings)
+    for statement in (
+        "DELETE FROM audit_events",
+        "UPDATE audit_events SET reason = 'rewritten'",
+        "UPDATE audit_events SET action = 'none', user_id = NULL",
+        "UPDATE audit_events SET at = CURRENT_TIMESTAMP",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    assert _audit_rows(settings) == before
+    # deleting a user keeps their audit rows, with user_id set to NULL by the foreign key
+    with engine.begin() as conn:
+        inspector_id = conn.execute(text("SELECT id FROM users WHERE name = 'inspector'")).scalar_one()
+        conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": inspector_id})
+    engine.dispose()
+    after = _audit_rows(settings)
+    assert len(after) == len(before)
+    assert [r[:2] + r[3:] for r in after] == [r[:2] + r[3:] for r in before]
+    assert all(r[2] != inspector_id for r in after)
