@@ -19,7 +19,7 @@ from sqlalchemy import select
 from starlette.routing import Mount
 
 from service.db import make_engine, make_sessionmaker, session_scope
-from service.models import ApiToken, ImportReport, Imagery, Patch, Project, Scan, User, set_geometry
+from service.models import ApiToken, Imagery, ImportReport, Patch, Project, Scan, User, set_geometry
 
 ROLES = ["viewer", "inspector", "supervisor", "admin"]
 RANK = {role: i for i, role in enumerate(ROLES)}
