@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     max_query_value_chars: int = Field(default=500, gt=0, description="Longest single query value; longer: 422.")
     # Access (API tokens, sign-in, browsers)
     token_lifetime_days: int | None = Field(
-        default=90, ge=1, description="New API tokens expire after this many days; unset: they never expire."
+        default=90, ge=1, description="New API tokens expire after this many days; 'never': they do not expire."
     )
     auth_failures_per_minute: int = Field(
         default=10, ge=1, description="Failed sign-ins per client address and minute before it gets 429."
@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_keys(cls, value: dict[str, str]) -> dict[str, str]:
         return {k.strip().casefold(): v for k, v in value.items()}
+
+    @field_validator("token_lifetime_days", mode="before")
+    @classmethod
+    def _never(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "never", "none", "null", "0"):
+            return None  # SOILWATCH_TOKEN_LIFETIME_DAYS=never: tokens do not expire
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
