@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "PublicModel",
     "HealthPublic",
     "DistrictPublic",
     "DistrictsPublic",
@@ -33,8 +34,22 @@ __all__ = [
 ]
 
 
-class _Out(BaseModel):
+class PublicModel(BaseModel):
+    """Base of the answers read from rows: built from attributes; times always carry their UTC offset."""
+
     model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        """Times are UTC; SQLite drops the offset, so a naive time read from it gets UTC back (an RFC 3339
+        ``date-time``, as the schema promises)."""
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+_Out = PublicModel
 
 
 class HealthPublic(BaseModel):
@@ -100,14 +115,15 @@ class ProjectUpdate(BaseModel):
     """Fields a supervisor may change by hand; the geometry is changed by re-importing."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=300)
+    # name and vector_type cannot be emptied: leave them out to keep them (null answers 422, not a DB conflict)
+    name: str = Field(None, min_length=1, max_length=300)
     builder: str | None = Field(None, max_length=300)
     industry: str | None = Field(None, max_length=100)
     approval_authority: str | None = Field(None, max_length=200)
     approval_number: str | None = Field(None, max_length=200)
     approved_on: dt.date | None = None
     construction_state: str | None = Field(None, max_length=20)
-    vector_type: str | None = Field(None, pattern="^(responsibility|schematic|point_buffer)$")
+    vector_type: str = Field(None, pattern="^(responsibility|schematic|point_buffer)$")
     district_code: str | None = None
 
 
@@ -194,7 +210,7 @@ class PatchUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     assignee_id: int | None = None
-    review_status: str | None = Field(None, pattern="^(unreviewed|assigned|reviewed|closed)$")
+    review_status: str = Field(None, pattern="^(unreviewed|assigned|reviewed|closed)$")  # never null
     disturbance_type: str | None = Field(None, max_length=30)
 
 

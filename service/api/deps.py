@@ -46,10 +46,13 @@ __all__ = [
     "SettingsDep",
     "etag_of",
     "check_if_match",
+    "MAX_ID",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Largest row id (PostgreSQL ``integer``); path ids above it answer 422.
+MAX_ID = 2**31 - 1
 _bearer = HTTPBearer(auto_error=False, description="API token from `soilwatch admin create-user`.")
 
 
@@ -159,7 +162,9 @@ def owned(model: type[T], param: str) -> Callable[..., T]:
     # FastAPI reads the signature: expose the path parameter under its real name.
     sig = inspect.signature(dependency)
     params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    params.append(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[int, Path(ge=1)]))
+    # Ids are 32-bit on PostgreSQL: a larger one is a 422 on both engines, not a driver overflow (500).
+    id_type = Annotated[int, Path(ge=1, le=MAX_ID)]
+    params.append(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=id_type))
     dependency.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     dependency.__name__ = f"owned_{model.__name__.lower()}"
     return dependency

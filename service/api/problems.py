@@ -63,11 +63,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     exc = cast(StarletteHTTPException, exc)
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code) or _phrase(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}; see /docs for the API"
     return problem_response(request, exc.status_code, title, detail, dict(exc.headers or {}))
+
+
+def _phrase(status: int) -> str:
+    """``Bad request`` for 400 (what the framework raises for a body it cannot parse)."""
+    try:
+        return HTTPStatus(status).phrase.capitalize()
+    except ValueError:
+        return "HTTP error"
 
 
 async def _stale(request: Request, exc: Exception) -> JSONResponse:
@@ -168,7 +176,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
-    """A value the database cannot hold (an id beyond its integer range, a text longer than a column): 422."""
+    """A value the database cannot hold (an id beyond its integer range, a text longer than a column): 422.
+
+    Also for :class:`OverflowError`, which SQLite's driver raises for an integer beyond 64 bits."""
     log.info("value rejected by the database on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
     return problem_response(
         request,
@@ -191,6 +201,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StaleDataError, _stale)
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(OverflowError, _data_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(OSError, _os_error)
@@ -237,6 +248,7 @@ _DESCRIPTIONS = {
     413: "Larger than the configured limit",
     422: "Invalid parameters, body or file content",
     428: "If-Match is required",
+    429: "Too many failed sign-ins from this address: wait for Retry-After seconds",
 }
 
 
@@ -257,8 +269,9 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the generated OpenAPI ``schema`` say what the handlers above send, in place; returns it.
 
-    Every operation behind the bearer token documents 401; one with path parameters 404 (unknown ids and rows of
-    other districts alike); one with parameters or a body 422 as :class:`ValidationProblem` (FastAPI's own
+    Every operation behind the bearer token documents 401 and 429 (the failed sign-in limiter); one with path
+    parameters 404 (unknown ids and rows of other districts alike); one with a body 400 (a body that cannot be
+    parsed); one with parameters or a body 422 as :class:`ValidationProblem` (FastAPI's own
     ``HTTPValidationError`` never goes out). Route-specific statuses come from :func:`problem_responses`.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -272,8 +285,10 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation["responses"]
             parameters = operation.get("parameters", [])
             wanted = []
+            if "requestBody" in operation:
+                wanted.append(400)
             if operation.get("security"):
-                wanted.append(401)
+                wanted += [401, 429]
             if any(p.get("in") == "path" for p in parameters):
                 wanted.append(404)
             if parameters or "requestBody" in operation:

@@ -6,13 +6,14 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from service.api.deps import SessionDep, UserDep, get_current_token, require_role
+from service.api.problems import problem_responses
 from service.errors import NotFoundError
 from service.models import ApiToken, User
-from service.schemas import UserPublic
+from service.schemas import PublicModel, UserPublic
 from service.users import revoke_token, token_state
 from service.vocab import Role
 
@@ -23,12 +24,11 @@ Admin = Annotated[User, Depends(require_role(Role.admin))]
 TokenId = Annotated[int, Path(ge=1)]
 
 
-class TokenPublic(BaseModel):
+class TokenPublic(PublicModel):
     """An API token as listed: never the token itself, only the first characters that tell it apart.
 
     Kept beside its routes rather than in :mod:`service.schemas` because only these routes use it."""
 
-    model_config = ConfigDict(from_attributes=True)
     id: int
     user_id: int
     prefix: str = Field(description="First 10 characters of the token")
@@ -90,14 +90,16 @@ def revoke_my_token(token_id: TokenId, user: UserDep, session: SessionDep) -> Re
     return Response(status_code=204)
 
 
-@router.get("/{user_id}/tokens", response_model=list[TokenPublic], summary="A user's API tokens (admin)")
+@router.get("/{user_id}/tokens", response_model=list[TokenPublic], summary="A user's API tokens (admin)",
+            responses=problem_responses(403))  # fmt: skip
 def list_user_tokens(user_id: Annotated[int, Path(ge=1)], admin: Admin, session: SessionDep) -> list[TokenPublic]:
     if session.get(User, user_id) is None:
         raise NotFoundError(f"user {user_id!r} not found")
     return _tokens_of(session, user_id)
 
 
-@router.delete("/{user_id}/tokens/{token_id}", status_code=204, summary="Revoke a user's API token (admin)")
+@router.delete("/{user_id}/tokens/{token_id}", status_code=204, summary="Revoke a user's API token (admin)",
+               responses=problem_responses(403))  # fmt: skip
 def revoke_user_token(
     user_id: Annotated[int, Path(ge=1)], token_id: TokenId, admin: Admin, session: SessionDep
 ) -> Response:
