@@ -12,11 +12,20 @@ def serve(
     port: int | None = typer.Option(None, "--port", help="Port (default SOILWATCH_PORT, 8000)."),
     upgrade: bool = typer.Option(True, "--upgrade/--no-upgrade", help="Run database migrations first."),
     reload: bool = typer.Option(False, "--reload", help="Reload on code changes (development)."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="API processes (uvicorn workers); more use more cores. Not with --reload."
+    ),
 ) -> None:
     """Serve the supervision API; docs at http://HOST:PORT/docs.
 
-    Example: soilwatch serve --port 8000
+    Each worker is a process with its own database connections; on SQLite they share the file (WAL).
+
+    Example: soilwatch serve --port 8000 --workers 2
     """
+    if reload and workers > 1:
+        raise typer.BadParameter(
+            f"--workers {workers} does not go with --reload; drop one of them", param_hint="--workers"
+        )
     import uvicorn
 
     from service.core.config import get_settings
@@ -31,4 +40,5 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         reload=reload,
+        workers=workers,
     )
