@@ -16,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from service import audit
+from service import audit, zones
 from service.core.config import Settings
 from service.geometry import WGS84, metric_crs_for, reproject
 from service.matching import MatchThresholds, match_patches
@@ -96,6 +96,7 @@ def judge_patches(
                 audit.record(session, user, patch, action, before=before, after=after, reason=reason)
                 changed += 1
     session.flush()
+    zones.rank_patches(session, [p for group in groups.values() for p in group], reason=reason, user=user)
     return changed
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from service.api.middleware import install_middleware
 from service.api.problems import install_problem_handlers
-from service.api.routes import api_router, scans
+from service.api.routes import api_router, scans, zones
 from service.core.config import Settings, get_settings
 from service.core.security import FailureLimiter, install_log_redaction
 from service.db import make_engine, make_sessionmaker
@@ -73,4 +73,5 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
     install_log_redaction()  # tokens, passwords and URL passwords never reach the logs (uvicorn access log too)
     app.include_router(api_router)
     app.include_router(scans.router, prefix=api_router.prefix)
+    app.include_router(zones.router, prefix=api_router.prefix)
     return app

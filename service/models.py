@@ -37,6 +37,7 @@ __all__ = [
     "User",
     "ApiToken",
     "Project",
+    "PriorityZone",
     "ImportReport",
     "Imagery",
     "Scan",
@@ -49,6 +50,7 @@ __all__ = [
     "ScanUnit",
     "NightlyLock",
     "user_districts",
+    "patch_zones",
     "set_geometry",
     "utcnow",
 ]
@@ -160,11 +162,50 @@ class Project(_BBox, Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+class PriorityZone(_BBox, Base):
+    """A priority zone (重点监管区域: water source, ecological red line, steep slope …); patches inside rank higher.
+
+    ``weight`` is added to the priority of every patch intersecting the zone (the largest weight when a
+    patch lies in several zones; see :mod:`service.zones`). Imports update a zone by ``(name, kind)``.
+    """
+
+    __tablename__ = "priority_zones"
+    __table_args__ = (
+        Index("ix_priority_zones_bbox", "min_x", "max_x", "min_y", "max_y"),
+        UniqueConstraint("name", "kind", name="uq_priority_zones_name_kind"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))  # 名称, e.g. 于桥水库饮用水水源一级保护区
+    kind: Mapped[str] = mapped_column(String(30), index=True)  # service.vocab.ZoneKind
+    weight: Mapped[int] = mapped_column(Integer)  # priority added to patches inside
+    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"), index=True)
+    area_m2: Mapped[float] = mapped_column(Float, default=0.0)  # computed from the geometry
+    geometry: Mapped[BaseGeometry] = mapped_column(GeometryType)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # unmapped source columns
+    source_file: Mapped[str | None] = mapped_column(String(300))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("import_reports.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    __mapper_args__ = {"version_id_col": version}
+
+
+#: Which priority zones a patch intersects (kept by service.zones; migration 0005).
+patch_zones = Table(
+    "patch_zones",
+    Base.metadata,
+    Column("patch_id", ForeignKey("patches.id", ondelete="CASCADE"), primary_key=True),
+    Column("zone_id", ForeignKey("priority_zones.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
 class ImportReport(Base):
-    """What one project-list import did: counts and per-row errors/warnings ``{row, code, reason}``."""
+    """What one import did (a project list or priority zones): counts and per-row errors/warnings
+    ``{row, code, reason}``."""
 
     __tablename__ = "import_reports"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(20), default="projects", server_default="projects")  # or zones
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     filename: Mapped[str] = mapped_column(String(300))
     format: Mapped[str] = mapped_column(String(20))
@@ -264,6 +305,9 @@ class Patch(_BBox, Base):
     nearest_distance_m: Mapped[float | None] = mapped_column(Float)
     matched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     priority: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    # The priority zone whose weight is in ``priority``: a cache of the top zone in patch_zones (which holds
+    # all of them, with foreign keys), kept by service.zones; no foreign key, see migration 0005.
+    priority_zone_id: Mapped[int | None] = mapped_column(Integer, index=True)
     # Review (复核)
     review_status: Mapped[str] = mapped_column(String(16), default="unreviewed", index=True)
     verdict: Mapped[str | None] = mapped_column(String(30), index=True)

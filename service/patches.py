@@ -19,6 +19,7 @@ from service.geometry import M2_PER_MU, WGS84, geodesic_area_m2
 from service.models import District, Patch, User, set_geometry
 from service.projects import bbox_clause
 from service.scope import DistrictScope
+from service.zones import ZoneFilter, zone_filter
 
 __all__ = ["PatchQuery", "ingest_detections", "search_patches", "CHANGE_TYPES"]
 
@@ -39,6 +40,7 @@ class PatchQuery:
     bbox: tuple[float, float, float, float] | None = None
     min_priority: int | None = None
     scan_id: int | None = None
+    priority_zone: ZoneFilter | None = None  # a zone id, or "any"
 
 
 def search_patches(scope: DistrictScope, query: PatchQuery) -> Select[tuple[Patch]]:
@@ -63,6 +65,8 @@ def search_patches(scope: DistrictScope, query: PatchQuery) -> Select[tuple[Patc
         stmt = stmt.where(Patch.priority >= query.min_priority)
     if query.scan_id is not None:
         stmt = stmt.where(Patch.scan_id == query.scan_id)
+    if query.priority_zone is not None:
+        stmt = stmt.where(zone_filter(query.priority_zone))
     return stmt
 
 

@@ -4,6 +4,9 @@ Formats: zipped Shapefile (GBK or UTF-8 attributes; ``.cpg`` honoured, else dete
 GeoJSON, CSV or XLSX with coordinate columns (经度/纬度, x/y + a CRS, or a WKT column). Geometries
 come out in EPSG:4326; points are buffered in a local metric CRS; invalid polygons are repaired
 (``make_valid``) with a warning, or the row is rejected with the reason.
+
+The file reading (:func:`read_vector_table`), column mapping (:func:`map_columns`) and geometry
+cleaning (:func:`clean_polygon`) are shared with the priority-zone import (:mod:`service.zones`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,21 @@ from service.errors import ImportFormatError
 from service.geometry import WGS84, geodesic_area_m2, metric_crs_for, reproject
 from service.vocab import VECTOR_TYPE_ALIASES, VectorType
 
-__all__ = ["ProjectRow", "ImportIssueRow", "ReadResult", "read_project_file", "parse_date", "PROJECT_FIELDS"]
+__all__ = [
+    "FeatureRow",
+    "ProjectRow",
+    "ImportIssueRow",
+    "ReadResult",
+    "VectorTable",
+    "read_vector_table",
+    "map_columns",
+    "clean_polygon",
+    "text_value",
+    "json_value",
+    "read_project_file",
+    "parse_date",
+    "PROJECT_FIELDS",
+]
 
 PROJECT_FIELDS = (
     "code",
@@ -59,14 +76,18 @@ class ImportIssueRow:
 
 
 @dataclass
-class ProjectRow:
-    """One clean project: attribute values, geometry in EPSG:4326, geodesic ``area_m2``."""
+class FeatureRow:
+    """One clean row (a project, a priority zone): attribute values, geometry in EPSG:4326, geodesic ``area_m2``,
+    and the unmapped source columns in ``attributes``."""
 
     row: int
     values: dict[str, Any]
     geometry: BaseGeometry
     area_m2: float
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+ProjectRow = FeatureRow
 
 
 @dataclass
@@ -76,7 +97,7 @@ class ReadResult:
     encoding: str | None
     field_mapping: dict[str, str]
     rows_total: int
-    rows: list[ProjectRow]
+    rows: list[FeatureRow]
     errors: list[ImportIssueRow]
     warnings: list[ImportIssueRow]
     repaired: int = 0
@@ -88,16 +109,45 @@ class ReadResult:
         self.warnings.append(ImportIssueRow(row, reason, code))
 
 
+@dataclass(frozen=True)
+class VectorTable:
+    """An uploaded file read as a frame (geometry in its own CRS, which is known), its format and encoding."""
+
+    frame: gpd.GeoDataFrame
+    format: str
+    encoding: str | None
+
+    @property
+    def crs(self) -> CRS:
+        return self.frame.crs  # type: ignore[no-any-return]
+
+    def result(self, mapping: dict[str, str]) -> ReadResult:
+        """An empty :class:`ReadResult` for this table with the column ``mapping``."""
+        return ReadResult(self.format, self.crs.to_string(), self.encoding, mapping, len(self.frame), [], [], [])
+
+
+def read_vector_table(
+    path: Path, filename: str, settings: Settings, *, workdir: Path, crs: str | None = None, encoding: str | None = None
+) -> VectorTable:
+    """Read the uploaded file at ``path`` (original name ``filename``): any of the formats above.
+
+    ``crs`` overrides (or supplies) the file's CRS, ``encoding`` its attribute encoding. Raises
+    :class:`ImportFormatError` for files that cannot be read or have no CRS.
+    """
+    frame, fmt, enc = _read_frame(path, filename, settings, workdir=workdir, crs=crs, encoding=encoding)
+    if frame.crs is None:
+        raise ImportFormatError(f"{filename!r} has no coordinate system; pass crs=EPSG:xxxx with the upload")
+    return VectorTable(frame, fmt, enc)
+
+
 def read_project_file(
     path: Path, filename: str, settings: Settings, *, workdir: Path, crs: str | None = None, encoding: str | None = None
 ) -> ReadResult:
     """Read the uploaded file at ``path`` (original name ``filename``) into clean rows."""
-    frame, fmt, enc = _read_frame(path, filename, settings, workdir=workdir, crs=crs, encoding=encoding)
-    source_crs = frame.crs.to_string() if frame.crs is not None else None
-    if frame.crs is None:
-        raise ImportFormatError(f"{filename!r} has no coordinate system; pass crs=EPSG:xxxx with the upload")
-    mapping = _map_columns(list(frame.columns), settings.merged_field_map)
-    result = ReadResult(fmt, source_crs, enc, mapping, len(frame), [], [], [])
+    table = read_vector_table(path, filename, settings, workdir=workdir, crs=crs, encoding=encoding)
+    frame = table.frame
+    mapping = map_columns(list(frame.columns), settings.merged_field_map)
+    result = table.result(mapping)
     if "code" not in mapping.values() or "name" not in mapping.values():
         missing = [f for f in ("code", "name") if f not in mapping.values()]
         raise ImportFormatError(
@@ -127,9 +177,9 @@ def _read_row(
             continue
         target = mapping.get(str(column))
         if target is None:
-            attributes[str(column)] = _json_value(raw)
+            attributes[str(column)] = json_value(raw)
         elif target in _TEXT_FIELDS:
-            values[target] = _text(raw)
+            values[target] = text_value(raw)
         else:
             values[target] = raw
     code = values.get("code")
@@ -145,7 +195,7 @@ def _read_row(
         return
     values["approved_on"] = _date_value(values.get("approved_on"), index, code, result)
     values["declared_area_hm2"] = _float_value(values.get("declared_area_hm2"), index, code, result)
-    vector_type = _text(values.get("vector_type"))
+    vector_type = text_value(values.get("vector_type"))
     if vector_type is None:
         values["vector_type"] = VectorType.responsibility.value
     elif vector_type in VECTOR_TYPE_ALIASES:
@@ -153,15 +203,31 @@ def _read_row(
     else:
         result.warn(index, f"unknown 矢量化类型 {vector_type!r}; taken as 防治责任范围", code)
         values["vector_type"] = VectorType.responsibility.value
-    geom = record.get("geometry")
+    geom, buffered = clean_polygon(record.get("geometry"), src_crs, index, code, settings, result)
+    if geom is None:
+        return
+    if buffered:
+        values["vector_type"] = VectorType.point_buffer.value
+    result.rows.append(FeatureRow(index, values, geom, geodesic_area_m2(geom), attributes))
+
+
+def clean_polygon(
+    geom: BaseGeometry | None, src_crs: CRS, index: int, code: str | None, settings: Settings, result: ReadResult
+) -> tuple[BaseGeometry | None, bool]:
+    """Row ``index``'s geometry in EPSG:4326 as a valid (multi)polygon, and whether it was a point (buffered).
+
+    Points are buffered by ``settings.point_buffer_m`` in a local metric CRS, closed lines become polygons,
+    invalid polygons are repaired; each with a warning in ``result``. Geometries that cannot be used are
+    recorded as errors (reported with ``code``) and give ``(None, False)``.
+    """
     if geom is None or (isinstance(geom, float) and math.isnan(geom)) or geom.is_empty:
         result.error(index, "no geometry (empty shape or missing coordinates)", code)
-        return
+        return None, False
     try:
         geom = reproject(geom, src_crs, WGS84)
     except Exception as exc:  # pyproj raises several types for impossible transforms
         result.error(index, f"cannot reproject from {src_crs.to_string()}: {exc}", code)
-        return
+        return None, False
     minx, miny, maxx, maxy = geom.bounds
     if not all(map(math.isfinite, geom.bounds)) or minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
         result.error(
@@ -170,22 +236,19 @@ def _read_row(
             "check the .prj or the crs parameter",
             code,
         )
-        return
-    geom = _polygonal(geom, index, code, values, settings, result)
-    if geom is None:
-        return
-    result.rows.append(ProjectRow(index, values, geom, geodesic_area_m2(geom), attributes))
+        return None, False
+    buffered = geom.geom_type in ("Point", "MultiPoint")
+    return _polygonal(geom, index, code, settings, result), buffered
 
 
 def _polygonal(
-    geom: BaseGeometry, index: int, code: str, values: dict[str, Any], settings: Settings, result: ReadResult
+    geom: BaseGeometry, index: int, code: str | None, settings: Settings, result: ReadResult
 ) -> BaseGeometry | None:
     kind = geom.geom_type
     if kind in ("Point", "MultiPoint"):
         centre = geom.centroid
         metric = metric_crs_for(centre.x, centre.y)
         buffered = reproject(geom, WGS84, metric).buffer(settings.point_buffer_m)
-        values["vector_type"] = VectorType.point_buffer.value
         result.warn(index, f"only a point; buffered by {settings.point_buffer_m:g} m (setting point_buffer_m)", code)
         return reproject(buffered, metric, WGS84)
     if kind in ("LineString", "MultiLineString", "LinearRing"):
@@ -217,7 +280,9 @@ def _polygonal(
     return geom
 
 
-def _map_columns(columns: list[str], field_map: dict[str, str]) -> dict[str, str]:
+def map_columns(columns: list[str], field_map: dict[str, str]) -> dict[str, str]:
+    """Source column → attribute for the columns ``field_map`` knows (spaces and case ignored, also when a
+    DBF cut the name to 10 bytes); each attribute is taken by the first column mapping to it."""
     mapping: dict[str, str] = {}
     taken: set[str] = set()
     truncated = _truncated_keys(field_map)
@@ -246,7 +311,8 @@ def _truncated_keys(field_map: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _text(raw: Any) -> str | None:
+def text_value(raw: Any) -> str | None:
+    """A cell as stripped text, None when empty; whole floats read from numeric columns lose their ``.0``."""
     if raw is None or (isinstance(raw, float) and math.isnan(raw)) or raw is pd.NaT:
         return None
     if isinstance(raw, float) and raw.is_integer():
@@ -255,7 +321,8 @@ def _text(raw: Any) -> str | None:
     return text or None
 
 
-def _json_value(raw: Any) -> Any:
+def json_value(raw: Any) -> Any:
+    """A cell as a JSON-safe value (dates as ISO text), for ``attributes``."""
     if raw is None or (isinstance(raw, float) and math.isnan(raw)) or raw is pd.NaT:
         return None
     if isinstance(raw, str):
@@ -483,7 +550,7 @@ def _read_table(table: pd.DataFrame, filename: str, crs: str | None) -> gpd.GeoD
 
 
 def _wkt_or_none(value: Any) -> BaseGeometry | None:
-    text = _text(value)
+    text = text_value(value)
     if text is None:
         return None
     try:

@@ -19,6 +19,7 @@ __all__ = [
     "ImportIssue",
     "ImportReportPublic",
     "PatchMatchPublic",
+    "PatchZonePublic",
     "PatchPublic",
     "PatchesPublic",
     "PatchUpdate",
@@ -129,7 +130,7 @@ class ProjectUpdate(BaseModel):
 
 class ImportIssue(BaseModel):
     row: int | None = Field(description="1-based row (feature) number in the source file; null for the whole file")
-    code: str | None = Field(None, description="项目代码 of the row, when known")
+    code: str | None = Field(None, description="项目代码 of the row (zone imports: the zone's 名称), when known")
     reason: str
 
 
@@ -159,6 +160,16 @@ class PatchMatchPublic(_Out):
     overlap_share: float = Field(description="Share of the patch area inside this project")
 
 
+class PatchZonePublic(_Out):
+    """A priority zone (重点监管区域) a patch lies in."""
+
+    id: int
+    name: str
+    kind: str = Field(examples=["water_source"])
+    kind_label: str | None = Field(None, examples=["水源保护区"])
+    weight: int = Field(description="Priority this zone adds to the patches inside it")
+
+
 class PatchPublic(_Out):
     """A disturbance patch (扰动图斑); ``geometry`` is GeoJSON in EPSG:4326. Machine categories are 疑似 (suspected)."""
 
@@ -185,7 +196,11 @@ class PatchPublic(_Out):
     outside_share: float | None
     nearest_project_id: int | None
     nearest_distance_m: float | None
-    priority: int
+    priority: int = Field(description="Category rank (30 疑似未批先建 … 0) plus the heaviest priority zone's weight")
+    priority_zone_id: int | None = Field(None, description="The priority zone whose weight is in priority")
+    priority_zones: list[PatchZonePublic] = Field(
+        default_factory=list, description="Every priority zone the patch lies in, heaviest first (one patch only)"
+    )
     review_status: str
     verdict: str | None
     verdict_label: str | None = None
@@ -453,3 +468,53 @@ class CreditListPublic(BaseModel):
     unattributed: list[CreditCasePublic] = Field(
         description="Confirmed cases with no builder yet: name it in the review note as 建设单位：<name>"
     )
+
+
+# --- Priority zones (重点监管区域) ----------------------------------------------------------------------------
+
+__all__ += ["PriorityZonePublic", "PriorityZonesPublic", "AssigneePublic", "AssigneesPublic"]
+
+
+class PriorityZonePublic(_Out):
+    """A priority zone; ``geometry`` is GeoJSON in EPSG:4326 (lon, lat)."""
+
+    id: int
+    name: str = Field(description="名称", examples=["于桥水库饮用水水源保护区"])
+    kind: str = Field(
+        description="water_source, ecological_red_line, nature_reserve, river_corridor, steep_slope, geohazard "
+        "or other",
+        examples=["water_source"],
+    )
+    kind_label: str | None = Field(None, examples=["水源保护区"])
+    weight: int = Field(description="Priority added to the patches inside (the heaviest zone counts, not the sum)")
+    district_code: str | None
+    area_m2: float = Field(description="Area of the geometry, m² (geodesic)")
+    patch_count: int | None = Field(None, description="Patches inside it (one zone only)")
+    bbox: list[float] | None = Field(None, description="[min_lon, min_lat, max_lon, max_lat]")
+    geometry: dict[str, Any] | None = Field(None, description="GeoJSON geometry, EPSG:4326")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Unmapped columns of the source file")
+    source_file: str | None = None
+    import_id: int | None = None
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PriorityZonesPublic(BaseModel):
+    data: list[PriorityZonePublic]
+    count: int = Field(description="Total matching rows (all pages)")
+    offset: int
+    limit: int
+
+
+class AssigneePublic(_Out):
+    """A user a patch can be assigned to (an inspector or supervisor working in the district)."""
+
+    id: int
+    name: str
+    role: str = Field(examples=["inspector"])
+
+
+class AssigneesPublic(BaseModel):
+    data: list[AssigneePublic]
+    count: int

@@ -11,9 +11,13 @@ __all__ = [
     "ReviewStatus",
     "ScanStatus",
     "VectorType",
+    "ZoneKind",
     "CATEGORY_LABELS",
     "VERDICT_LABELS",
     "ROLE_RANK",
+    "ZONE_KIND_LABELS",
+    "ZONE_KIND_ALIASES",
+    "ZONE_KIND_KEYWORDS",
 ]
 
 
@@ -105,3 +109,56 @@ CATEGORY_PRIORITY = {
     Category.compliant: 0,
     Category.too_small: 0,
 }
+
+
+class ZoneKind(StrEnum):
+    """Kind of priority zone (重点监管区域, DOMAIN.md): patches inside one rank higher."""
+
+    water_source = "water_source"  # 饮用水水源保护区, e.g. 于桥水库
+    ecological_red_line = "ecological_red_line"  # 生态保护红线
+    nature_reserve = "nature_reserve"  # 自然保护区, 湿地
+    river_corridor = "river_corridor"  # 河湖管理范围, e.g. 沁河、丹河
+    steep_slope = "steep_slope"  # 25° 以上陡坡
+    geohazard = "geohazard"  # 崩塌、滑坡、泥石流易发区
+    other = "other"
+
+
+ZONE_KIND_LABELS = {
+    ZoneKind.water_source: "水源保护区",
+    ZoneKind.ecological_red_line: "生态保护红线",
+    ZoneKind.nature_reserve: "自然保护区",
+    ZoneKind.river_corridor: "河湖管理范围",
+    ZoneKind.steep_slope: "陡坡",
+    ZoneKind.geohazard: "地质灾害易发区",
+    ZoneKind.other: "其他重点区域",
+}
+
+#: Exact spellings of a zone's kind in zone files (after stripping spaces), besides the codes and labels.
+ZONE_KIND_ALIASES = {
+    **{kind.value: kind for kind in ZoneKind},
+    **{label: kind for kind, label in ZONE_KIND_LABELS.items()},
+    "饮用水水源保护区": ZoneKind.water_source,
+    "水源地": ZoneKind.water_source,
+    "生态红线": ZoneKind.ecological_red_line,
+    "湿地": ZoneKind.nature_reserve,
+    "河道": ZoneKind.river_corridor,
+    "陡坡地": ZoneKind.steep_slope,
+    "其他": ZoneKind.other,
+}
+
+#: Words that give the kind away in longer names (一级水源保护区, 25度以上陡坡 …); the first match wins.
+ZONE_KIND_KEYWORDS = (
+    ("水源", ZoneKind.water_source),
+    ("水库", ZoneKind.water_source),
+    ("红线", ZoneKind.ecological_red_line),
+    ("自然保护", ZoneKind.nature_reserve),
+    ("湿地", ZoneKind.nature_reserve),
+    ("陡坡", ZoneKind.steep_slope),
+    ("坡度", ZoneKind.steep_slope),
+    ("地质灾害", ZoneKind.geohazard),
+    ("滑坡", ZoneKind.geohazard),
+    ("泥石流", ZoneKind.geohazard),
+    ("崩塌", ZoneKind.geohazard),
+    ("河湖", ZoneKind.river_corridor),
+    ("河道", ZoneKind.river_corridor),
+)

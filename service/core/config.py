@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "DEFAULT_FIELD_MAP"]
+__all__ = ["Settings", "get_settings", "DEFAULT_FIELD_MAP", "DEFAULT_ZONE_FIELD_MAP", "DEFAULT_ZONE_WEIGHTS"]
 
 #: Column names seen in approved-project lists (Chinese and English) → our attribute names.
 #: Keys are compared after stripping whitespace and case-folding.
@@ -57,6 +57,42 @@ DEFAULT_FIELD_MAP: dict[str, str] = {
     "y": "y",
 }
 
+#: Column names seen in priority-zone files (重点监管区域) → zone attributes; compared like DEFAULT_FIELD_MAP.
+DEFAULT_ZONE_FIELD_MAP: dict[str, str] = {
+    "名称": "name",
+    "区域名称": "name",
+    "重点区域名称": "name",
+    "保护区名称": "name",
+    "水源地名称": "name",
+    "类型": "kind",
+    "区域类型": "kind",
+    "重点区域类型": "kind",
+    "类别": "kind",
+    "权重": "weight",
+    "优先级权重": "weight",
+    "行政区代码": "district_code",
+    "区县代码": "district_code",
+    "name": "name",
+    "zone_name": "name",
+    "kind": "kind",
+    "type": "kind",
+    "zone_type": "kind",
+    "weight": "weight",
+    "district_code": "district_code",
+}
+
+#: Priority added to a patch inside a zone of each kind (see service.zones); a zone's own 权重 overrides it.
+#: For scale: the compliance categories rank 30 (疑似未批先建), 20, 10 and 0 (service.vocab.CATEGORY_PRIORITY).
+DEFAULT_ZONE_WEIGHTS: dict[str, int] = {
+    "water_source": 50,
+    "ecological_red_line": 40,
+    "nature_reserve": 40,
+    "river_corridor": 30,
+    "steep_slope": 25,
+    "geohazard": 25,
+    "other": 10,
+}
+
 
 class Settings(BaseSettings):
     """Service settings. Environment variables are the field names upper-cased with ``SOILWATCH_``."""
@@ -97,6 +133,16 @@ class Settings(BaseSettings):
         default_factory=dict, description="Extra column-name → attribute mappings, merged over the defaults."
     )
     point_buffer_m: float = Field(default=100.0, gt=0, description="Buffer radius for projects given as a point.")
+    # Priority zones (重点监管区域)
+    zone_weights: dict[str, int] = Field(
+        default_factory=dict,
+        description="Priority added to patches inside a zone, per kind (water_source, ecological_red_line, "
+        "nature_reserve, river_corridor, steep_slope, geohazard, other), merged over the defaults, e.g. "
+        'SOILWATCH_ZONE_WEIGHTS={"steep_slope": 35}. A patch in several zones gets the largest weight, not the sum.',
+    )
+    zone_field_map: dict[str, str] = Field(
+        default_factory=dict, description="Extra column-name → zone attribute (name, kind, weight, district_code)."
+    )
     # Compliance judgement (合规性判别)
     min_patch_area_m2: float = Field(default=200.0, ge=0, description="Smaller patches are not judged.")
     max_outside_share: float = Field(
@@ -137,10 +183,18 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Only cases confirmed within this many days count; unset for all."
     )
 
-    @field_validator("field_map")
+    @field_validator("field_map", "zone_field_map")
     @classmethod
     def _strip_keys(cls, value: dict[str, str]) -> dict[str, str]:
         return {k.strip().casefold(): v for k, v in value.items()}
+
+    @field_validator("zone_weights")
+    @classmethod
+    def _known_zone_kinds(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEFAULT_ZONE_WEIGHTS))
+        if unknown:
+            raise ValueError(f"unknown zone kind {unknown[0]!r} in zone_weights; use {', '.join(DEFAULT_ZONE_WEIGHTS)}")
+        return value
 
     @field_validator("token_lifetime_days", mode="before")
     @classmethod
@@ -172,6 +226,16 @@ class Settings(BaseSettings):
         merged = {k.strip().casefold(): v for k, v in DEFAULT_FIELD_MAP.items()}
         merged.update(self.field_map)
         return merged
+
+    @property
+    def merged_zone_field_map(self) -> dict[str, str]:
+        """Zone-file defaults plus ``zone_field_map``; keys case-folded."""
+        return {k.strip().casefold(): v for k, v in DEFAULT_ZONE_FIELD_MAP.items()} | self.zone_field_map
+
+    @property
+    def merged_zone_weights(self) -> dict[str, int]:
+        """Default weight per zone kind: :data:`DEFAULT_ZONE_WEIGHTS` with ``zone_weights`` over it."""
+        return DEFAULT_ZONE_WEIGHTS | self.zone_weights
 
 
 @lru_cache

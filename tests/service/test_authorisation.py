@@ -19,7 +19,7 @@ from sqlalchemy import select
 from starlette.routing import Mount
 
 from service.db import make_engine, make_sessionmaker, session_scope
-from service.models import ApiToken, Imagery, ImportReport, Patch, Project, Scan, User, set_geometry
+from service.models import ApiToken, Imagery, ImportReport, Patch, PriorityZone, Project, Scan, User, set_geometry
 
 ROLES = ["viewer", "inspector", "supervisor", "admin"]
 RANK = {role: i for i, role in enumerate(ROLES)}
@@ -45,6 +45,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/users/{user_id}/tokens", "admin", {}),
     ("DELETE", "/api/v1/users/{user_id}/tokens/{token_id}", "admin", {}),
     ("GET", "/api/v1/districts", "viewer", {}),
+    ("GET", "/api/v1/districts/{code}/assignees", "supervisor", {}),
     # projects
     ("GET", "/api/v1/projects", "viewer", {}),
     ("GET", "/api/v1/projects/{project_id}", "viewer", {}),
@@ -52,6 +53,12 @@ ENDPOINTS = [
     ("POST", "/api/v1/projects/import", "supervisor", {"files": {"file": ("empty.zip", b"")}}),
     ("PATCH", "/api/v1/projects/{project_id}", "supervisor", {"json": {"name": "x"}}),
     ("DELETE", "/api/v1/projects/{project_id}", "supervisor", {}),
+    # priority zones (重点监管区域)
+    ("GET", "/api/v1/priority-zones", "viewer", {}),
+    ("GET", "/api/v1/priority-zones/{zone_id}", "viewer", {}),
+    ("GET", "/api/v1/priority-zones/imports/{import_id}", "viewer", {}),
+    ("POST", "/api/v1/priority-zones/import", "supervisor", {"files": {"file": ("empty.zip", b"")}}),
+    ("DELETE", "/api/v1/priority-zones/{zone_id}", "supervisor", {}),
     # imagery
     ("POST", "/api/v1/imagery", "supervisor", {"files": {"file": ("x.tif", b"junk")}}),
     ("GET", "/api/v1/imagery", "viewer", {}),
@@ -79,6 +86,7 @@ ENDPOINTS = [
     # the review map's layers and tiles
     ("GET", "/api/v1/map/patches.geojson", "viewer", {}),
     ("GET", "/api/v1/map/projects.geojson", "viewer", {}),
+    ("GET", "/api/v1/map/priority-zones.geojson", "viewer", {}),
     ("GET", "/api/v1/map/districts.geojson", "viewer", {}),
     ("GET", "/api/v1/map/imagery/{imagery_id}/tiles/{z}/{x}/{y}.png", "viewer", {}),
 ]
@@ -166,7 +174,9 @@ def foreign_ids(settings, add_patches) -> dict[str, str]:
             footprint=box(117.0, 38.8, 117.1, 38.9),
         )
         report = ImportReport(user_id=owner.id, filename="jh.zip", format="shp")
-        session.add_all([project, imagery, report])
+        zone = PriorityZone(name="静海某水源保护区", kind="water_source", weight=50, district_code="120223")
+        set_geometry(zone, box(117.0, 38.8, 117.01, 38.81))
+        session.add_all([project, imagery, report, zone])
         session.flush()
         scan = Scan(status="succeeded", after_imagery_id=imagery.id, district_code="120223", created_by=owner.id)
         session.add(scan)
@@ -180,6 +190,7 @@ def foreign_ids(settings, add_patches) -> dict[str, str]:
             "scan_id": scan.id,
             "token_id": token_id,
             "user_id": owner.id,
+            "zone_id": zone.id,
         }
     engine.dispose()
     return {k: str(v) for k, v in ids.items()} | {"z": "12", "x": "3380", "y": "1550", "photo_name": "a.jpg"}
@@ -191,6 +202,7 @@ def _snapshot(settings) -> dict[str, object]:
         snap = {
             "patches": [(p.id, p.version, p.review_status) for p in session.scalars(select(Patch))],
             "projects": [(p.id, p.version, p.name) for p in session.scalars(select(Project))],
+            "zones": [(z.id, z.version) for z in session.scalars(select(PriorityZone))],
             "scans": [(s.id, s.status, s.cancel_requested) for s in session.scalars(select(Scan))],
             "tokens": [(t.id, t.revoked) for t in session.scalars(select(ApiToken))],
         }
@@ -219,3 +231,4 @@ def test_other_districts_ids_answer_404_and_change_nothing(client, auth, setting
     assert client.get(f"/api/v1/patches/{foreign_ids['patch_id']}", headers=owner).status_code == 200
     assert client.get(f"/api/v1/projects/{foreign_ids['project_id']}", headers=owner).status_code == 200
     assert client.get(f"/api/v1/scans/{foreign_ids['scan_id']}", headers=owner).status_code == 200
+    assert client.get(f"/api/v1/priority-zones/{foreign_ids['zone_id']}", headers=owner).status_code == 200

@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 
 from service.api.deps import ScopeDep, SessionDep, owned, require_role
 from service.api.routes.patches import patch_query
-from service.models import District, Imagery, Patch, Project, User
+from service.models import District, Imagery, Patch, PriorityZone, Project, User
 from service.patches import PatchQuery, search_patches
 from service.projects import bbox_clause, parse_bbox
 from service.tiles import render_tile
 from service.vocab import CATEGORY_LABELS, VERDICT_LABELS, Category, Role, Verdict
+from service.zones import kind_label
 
 __all__ = ["router", "MAX_FEATURES"]
 
@@ -31,8 +32,9 @@ MAX_FEATURES = 20_000
 _GEOJSON = "application/geo+json"
 _PATCH_FIELDS = ("id", "patch_code", "district_code", "category", "review_status", "verdict", "priority", "area_m2",
                  "area_mu", "lon", "lat", "before_date", "after_date", "change_type", "confidence", "scan_id",
-                 "version")  # fmt: skip
+                 "version", "priority_zone_id")  # fmt: skip
 _PROJECT_FIELDS = ("id", "code", "name", "builder", "industry", "approval_number", "vector_type", "district_code")
+_ZONE_FIELDS = ("id", "name", "kind", "weight", "district_code")
 
 
 def _plain(value: Any) -> Any:
@@ -66,7 +68,7 @@ def patches_geojson(
 
     Properties: id, patch_code, district_code, category + category_label, review_status, verdict +
     verdict_label, priority, area_m2, area_mu, lon, lat, before_date, after_date, change_type,
-    confidence, scan_id, version.
+    confidence, scan_id, version, priority_zone_id (the zone whose weight is in priority, or null).
     """
     stmt = search_patches(scope, query)
     count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -106,6 +108,38 @@ def projects_geojson(
     count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(Project.id).limit(limit)).all()
     features = [_feature(p.geometry, {n: _plain(getattr(p, n)) for n in _PROJECT_FIELDS}) for p in rows]
+    return _json(_collection(features, count))
+
+
+@router.get(
+    "/priority-zones.geojson",
+    summary="Priority zones (重点监管区域) as GeoJSON",
+    response_class=Response,
+    responses={200: {"content": {_GEOJSON: {}}}},
+)
+def zones_geojson(
+    user: Reader,
+    session: SessionDep,
+    scope: ScopeDep,
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
+    district: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FEATURES)] = 5000,
+) -> Response:
+    """Priority zones in your districts, heaviest first; properties id, name, kind (water_source,
+    ecological_red_line, nature_reserve, river_corridor, steep_slope, geohazard, other), kind_label
+    (水源保护区 …), weight (priority added to the patches inside), district_code."""
+    stmt = scope.apply(select(PriorityZone), PriorityZone.district_code)
+    box = parse_bbox(bbox)
+    if box:
+        stmt = stmt.where(bbox_clause(PriorityZone, box))
+    if district:
+        stmt = stmt.where(PriorityZone.district_code == district)
+    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(PriorityZone.weight.desc(), PriorityZone.id).limit(limit)).all()
+    features = [
+        _feature(z.geometry, {n: _plain(getattr(z, n)) for n in _ZONE_FIELDS} | {"kind_label": kind_label(z.kind)})
+        for z in rows
+    ]
     return _json(_collection(features, count))
 
 

@@ -22,7 +22,7 @@ from service.api.deps import (
 from service.api.problems import problem_responses
 from service.chips import chip_png
 from service.errors import InvalidInputError
-from service.models import AuditEvent, Patch, Project, Review, User
+from service.models import AuditEvent, Patch, PriorityZone, Project, Review, User
 from service.patches import PatchQuery, search_patches
 from service.projects import parse_bbox
 from service.schemas import (
@@ -32,11 +32,13 @@ from service.schemas import (
     PatchMatchPublic,
     PatchPublic,
     PatchUpdate,
+    PatchZonePublic,
     ReviewCreate,
     ReviewPublic,
 )
 from service.scope import DistrictScope
 from service.vocab import CATEGORY_LABELS, VERDICT_LABELS, Category, ReviewStatus, Role, Verdict
+from service.zones import kind_label, parse_zone_filter, zones_of
 
 __all__ = ["router", "patch_public", "patch_query"]
 
@@ -48,7 +50,13 @@ OwnedPatch = Annotated[Patch, Depends(owned(Patch, "patch_id"))]
 REVIEW_FIELDS = ("review_status", "verdict", "assignee_id", "disturbance_type")
 
 
-def patch_public(patch: Patch, *, geometry: bool = True, projects: dict[int, Project] | None = None) -> PatchPublic:
+def patch_public(
+    patch: Patch,
+    *,
+    geometry: bool = True,
+    projects: dict[int, Project] | None = None,
+    zones: list[PriorityZone] | None = None,
+) -> PatchPublic:
     data: dict[str, Any] = {c: getattr(patch, c) for c in PatchPublic.model_fields if hasattr(patch, c)}
     data["category_label"] = CATEGORY_LABELS.get(Category(patch.category)) if patch.category else None
     data["verdict_label"] = VERDICT_LABELS.get(Verdict(patch.verdict)) if patch.verdict else None
@@ -65,6 +73,10 @@ def patch_public(patch: Patch, *, geometry: bool = True, projects: dict[int, Pro
         )
         for m in patch.matches
     ]
+    data["priority_zones"] = [
+        PatchZonePublic(id=z.id, name=z.name, kind=z.kind, kind_label=kind_label(z.kind), weight=z.weight)
+        for z in zones or ()
+    ]
     return PatchPublic.model_validate(data)
 
 
@@ -79,6 +91,7 @@ def patch_query(
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     min_priority: int | None = None,
     scan_id: int | None = None,
+    priority_zone: Annotated[str | None, Query(description="A priority-zone id, or any: patches inside it")] = None,
 ) -> PatchQuery:
     """The filters shared by ``GET /patches`` and the exports."""
     known = {c.value for c in Category}
@@ -86,7 +99,7 @@ def patch_query(
         if value not in known:
             raise InvalidInputError(f"unknown category {value!r}; use one of {', '.join(sorted(known))}")
     return PatchQuery(district, tuple(category or ()), review_status, verdict, after_from, after_to, min_area_m2,
-                      parse_bbox(bbox), min_priority, scan_id)  # fmt: skip
+                      parse_bbox(bbox), min_priority, scan_id, parse_zone_filter(priority_zone))  # fmt: skip
 
 
 @router.get("", response_model=PatchesPublic, summary="Patches, highest priority first")
@@ -118,7 +131,7 @@ def _projects_of(session: SessionDep, patch: Patch) -> dict[int, Project]:
 @router.get("/{patch_id}", response_model=PatchPublic, summary="One patch with geometry and matched projects")
 def read_patch(user: Reader, patch: OwnedPatch, session: SessionDep, response: Response) -> PatchPublic:
     response.headers["ETag"] = etag_of(patch)
-    return patch_public(patch, projects=_projects_of(session, patch))
+    return patch_public(patch, projects=_projects_of(session, patch), zones=zones_of(session, patch))
 
 
 @router.get("/{patch_id}/history", response_model=HistoryPublic, summary="Every change: who, when, what, why")
@@ -158,7 +171,7 @@ def update_patch(
     audit.record(session, user, patch, "updated", before=before, after=audit.snapshot(patch, REVIEW_FIELDS))
     session.commit()
     response.headers["ETag"] = etag_of(patch)
-    return patch_public(patch, projects=_projects_of(session, patch))
+    return patch_public(patch, projects=_projects_of(session, patch), zones=zones_of(session, patch))
 
 
 def _check_assignee(session: SessionDep, scope: DistrictScope, patch: Patch, assignee_id: int) -> None:
@@ -197,7 +210,7 @@ def create_review(
                  reason=body.note)  # fmt: skip
     session.commit()
     response.headers["ETag"] = etag_of(patch)
-    return patch_public(patch, projects=_projects_of(session, patch))
+    return patch_public(patch, projects=_projects_of(session, patch), zones=zones_of(session, patch))
 
 
 _CHIP_DOC = (

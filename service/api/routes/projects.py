@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 import shapely
@@ -31,7 +32,7 @@ from service.projects import AUDIT_FIELDS, ProjectQuery, apply_import, parse_bbo
 from service.schemas import ImportReportPublic, ProjectPublic, ProjectsPublic, ProjectUpdate
 from service.vocab import Role
 
-__all__ = ["router", "project_public"]
+__all__ = ["router", "project_public", "receive_upload"]
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 Supervisor = Annotated[User, Depends(require_role(Role.supervisor))]
@@ -69,14 +70,10 @@ def import_projects(
     crs: Annotated[str | None, Form(description="CRS when the file has none, e.g. EPSG:4527")] = None,
     encoding: Annotated[str | None, Form(description="Attribute encoding override, e.g. GBK")] = None,
 ) -> ImportReport:
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > settings.max_import_bytes + _CHUNK:
-        raise PayloadTooLargeError(f"upload of {declared:,} bytes is over the limit of {settings.max_import_bytes:,}")
     filename = file.filename or "upload"
     workdir = upload_tempdir(settings.data_dir, "import")
     try:
-        path = workdir / ("upload" + "".join(c for c in _suffix(filename) if c.isalnum() or c == "."))
-        _copy_limited(file, path, settings.max_import_bytes)
+        path = receive_upload(request, file, settings, workdir)
         result = read_project_file(path, filename, settings, workdir=workdir, crs=crs, encoding=encoding)
         report, changed = apply_import(session, user, scope, result, filename, district_code=district_code)
         _after_projects_changed(session, settings, changed, f"project list import #{report.id} ({filename})", user)
@@ -84,6 +81,17 @@ def import_projects(
         return report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def receive_upload(request: Request, file: UploadFile, settings: Settings, workdir: Path) -> Path:
+    """Save an uploaded list (projects, priority zones) into ``workdir``, keeping its suffix; 413 over
+    ``settings.max_import_bytes`` (checked on the declared length first, then while copying)."""
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > settings.max_import_bytes + _CHUNK:
+        raise PayloadTooLargeError(f"upload of {declared:,} bytes is over the limit of {settings.max_import_bytes:,}")
+    path = workdir / ("upload" + "".join(c for c in _suffix(file.filename or "") if c.isalnum() or c == "."))
+    _copy_limited(file, path, settings.max_import_bytes)
+    return path
 
 
 def _suffix(filename: str) -> str:
@@ -111,7 +119,7 @@ def _after_projects_changed(session: Session, settings: Settings, areas: list[An
 @router.get("/imports/{import_id}", response_model=ImportReportPublic, summary="One import report")
 def read_import(user: Reader, import_id: int, session: SessionDep, scope: ScopeDep) -> ImportReport:
     report = session.get(ImportReport, import_id)
-    if report is None or (scope.codes is not None and report.user_id != user.id):
+    if report is None or report.subject != "projects" or (scope.codes is not None and report.user_id != user.id):
         raise NotFoundError(f"import report {import_id!r} not found (or not yours)")
     return report
 
