@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import threading
 import time
@@ -405,3 +406,60 @@ def test_a_real_full_data_directory(database, tmp_path):
             assert _upload(server.base, headers, after, "2024-06-01").status_code == 201
         finally:
             server.stop()
+
+
+def test_a_full_disk_under_the_sqlite_database_refuses_writes_with_507_and_recovers(sqlite_template, tmp_path):
+    """The embedded default keeps its SQLite file in the data directory: when that disk is full a write is
+    507 and leaves nothing half-written; reads go on; once space is freed the same write succeeds."""
+    import shutil
+    import sqlite3
+
+    from shapely.geometry import box
+
+    from service.core.config import Settings
+    from service.db import session_scope
+    from service.patches import ingest_detections
+
+    data_dir = tmp_path / "data"
+    with tmpfs(data_dir, "8m") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs needs root (mount permission)")
+        db = data_dir / "soilwatch.db"
+        shutil.copyfile(sqlite_template.url.removeprefix("sqlite:///"), db)
+        url = f"sqlite:///{db}"
+        settings = Settings(data_dir=data_dir, database_url=url, _env_file=None)  # type: ignore[call-arg]
+        import geopandas as gpd
+
+        frame = gpd.GeoDataFrame({"confidence": [0.9]}, geometry=[box(117.4, 40.0, 117.401, 40.001)], crs="EPSG:4326")
+        engine = make_engine(url)
+        with session_scope(make_sessionmaker(engine)) as session:
+            (pid,) = [p.id for p in ingest_detections(session, settings, frame)]
+        engine.dispose()
+        server = Server(url, data_dir, tmp_path / "server.log").start()
+        try:
+            headers = _h(sqlite_template.tokens, "inspector")
+            etag = httpx.get(f"{server.base}/patches/{pid}", headers=headers).headers["etag"]
+            with sqlite3.connect(db) as conn:  # an empty WAL: the next write needs new space
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            ballast = data_dir / "ballast"
+            fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+            try:
+                while os.write(fd, b"\0" * 4096):  # until ENOSPC
+                    pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            review = {"verdict": "confirmed_violation", "note": "on a full disk"}
+            r = httpx.post(f"{server.base}/patches/{pid}/reviews", headers={**headers, "If-Match": etag}, json=review)
+            assert r.status_code == 507 and r.headers["content-type"] == PROBLEM, r.text
+            got = httpx.get(f"{server.base}/patches/{pid}", headers=headers)  # reads still work
+            assert got.status_code == 200 and got.json()["review_status"] == "unreviewed"
+            assert got.headers["etag"] == etag
+            ballast.unlink()
+            r = httpx.post(f"{server.base}/patches/{pid}/reviews", headers={**headers, "If-Match": etag}, json=review)
+            assert r.status_code == 201, r.text
+        finally:
+            server.stop()
+        assert _count(url, Review) == 1
+        assert _count(url, AuditEvent, AuditEvent.action == "reviewed") == 1
