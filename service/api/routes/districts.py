@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from sqlalchemy import select
 
 from service.api.deps import ScopeDep, SessionDep, require_role
+from service.api.problems import problem_responses
 from service.errors import NotFoundError
 from service.models import District, User
 from service.schemas import AssigneePublic, AssigneesPublic, DistrictPublic, DistrictsPublic
@@ -30,6 +31,7 @@ def list_districts(session: SessionDep, scope: ScopeDep) -> DistrictsPublic:
     "/{code}/assignees",
     response_model=AssigneesPublic,
     summary="Inspectors and supervisors a patch of this district can be assigned to",
+    responses=problem_responses(403),
 )
 def list_assignees(
     user: Supervisor, session: SessionDep, scope: ScopeDep, code: Annotated[str, Path(max_length=12)]

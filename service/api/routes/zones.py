@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Resp
 from sqlalchemy import func, select
 
 from service.api.deps import ScopeDep, SessionDep, SettingsDep, check_if_match, etag_of, owned, require_role
+from service.api.problems import problem_responses
 from service.api.routes.projects import receive_upload
 from service.errors import InvalidInputError, NotFoundError
 from service.imagery import upload_tempdir
@@ -63,6 +64,7 @@ def _kind(text: str | None) -> ZoneKind | None:
     response_model=ImportReportPublic,
     status_code=201,
     summary="Import priority zones (water sources, red lines, steep slopes …)",
+    responses=problem_responses(400, 403, 409, 413),
     description="Multipart upload in the formats of the project import: a zipped Shapefile (GBK or UTF-8; .cpg "
     "honoured), GeoPackage, GeoJSON, or CSV/XLSX with 经度/纬度 or WKT. Columns: 名称 (name, required), 类型 / "
     f"区域类型 (kind: {_KINDS}, or the Chinese labels 水源保护区, 生态保护红线, 陡坡 …), 权重 (weight, "
@@ -136,7 +138,12 @@ def read_zone(user: Reader, zone: OwnedZone, session: SessionDep, response: Resp
     return zone_public(zone, patch_count=count or 0)
 
 
-@router.delete("/{zone_id}", status_code=204, summary="Remove a priority zone; its patches are ranked again")
+@router.delete(
+    "/{zone_id}",
+    status_code=204,
+    summary="Remove a priority zone; its patches are ranked again",
+    responses=problem_responses(403, 409, 412),
+)
 def remove_zone(
     user: Supervisor,
     zone: OwnedZone,
