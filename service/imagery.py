@@ -11,6 +11,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -31,6 +32,7 @@ __all__ = [
     "move_into_place",
     "upload_tempdir",
     "remove_stale_temp",
+    "remove_orphan_imagery",
 ]
 
 _CHUNK = 1024 * 1024
@@ -177,3 +179,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def remove_orphan_imagery(data_dir: Path, known_sha256: Collection[str], *, min_age_s: float = 3600.0) -> int:
+    """Remove stored uploads under ``data_dir/imagery`` that no imagery row names; returns how many.
+
+    A crash between :func:`move_into_place` and the commit of the row leaves such a file (never visible
+    through the API). Only files older than ``min_age_s`` go: a younger one may be an upload that a live
+    process is committing right now.
+    """
+    folder = data_dir / "imagery"
+    if not folder.is_dir():
+        return 0
+    removed, now = 0, time.time()
+    for path in folder.glob("*/*.tif"):
+        try:
+            if path.stem not in known_sha256 and path.stat().st_mtime < now - min_age_s:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed

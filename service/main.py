@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.middleware import install_middleware
 from service.api.problems import install_problem_handlers
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
 
     With ``scan_worker`` (the default) a background thread runs the queued scans while the app runs
     (:class:`service.scan_worker.ScanWorker`); it picks up scans a previous run left unfinished. At
-    startup the leftovers of uploads cut off by a crash are removed (:func:`service.imagery.remove_stale_temp`).
+    startup what a crash left of uploads is removed (:func:`_clean_data_dir`).
     """
     from soilwatch import __version__
 
@@ -43,12 +44,7 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from service.imagery import remove_stale_temp
-
-        # Uploads cut off by a crash or kill -9 leave a folder under data_dir/tmp (never visible): free it.
-        if removed := await asyncio.to_thread(remove_stale_temp, settings.data_dir):
-            logging.getLogger(__name__).info("removed %d leftover upload folder(s) under %s/tmp", removed,
-                                             settings.data_dir)  # fmt: skip
+        await asyncio.to_thread(_clean_data_dir, settings, sessions)
         worker = None
         if scan_worker:
             from service.scan_worker import ScanWorker
@@ -75,3 +71,25 @@ def create_app(settings: Settings | None = None, *, scan_worker: bool = True) ->
     app.include_router(scans.router, prefix=api_router.prefix)
     app.include_router(zones.router, prefix=api_router.prefix)
     return app
+
+
+def _clean_data_dir(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Free what a crash or ``kill -9`` left in the data directory (never visible through the API): upload
+    folders under ``tmp/`` and stored uploads whose imagery row was never committed."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.imagery import remove_orphan_imagery, remove_stale_temp
+    from service.models import Imagery
+
+    log = logging.getLogger(__name__)
+    if removed := remove_stale_temp(settings.data_dir):
+        log.info("removed %d leftover upload folder(s) under %s", removed, settings.data_dir / "tmp")
+    try:
+        with sessions() as session:
+            known = set(session.scalars(select(Imagery.sha256)))
+    except SQLAlchemyError as exc:  # the database is not reachable yet: the next start tries again
+        log.warning("left unreferenced imagery files for the next start: %s", str(exc).splitlines()[0])
+        return
+    if removed := remove_orphan_imagery(settings.data_dir, known):
+        log.info("removed %d imagery file(s) without a database row under %s", removed, settings.data_dir / "imagery")

@@ -463,3 +463,27 @@ def test_a_full_disk_under_the_sqlite_database_refuses_writes_with_507_and_recov
             server.stop()
         assert _count(url, Review) == 1
         assert _count(url, AuditEvent, AuditEvent.action == "reviewed") == 1
+
+
+def test_an_upload_stored_but_never_committed_is_removed_at_a_later_start(settings, auth, tmp_path):
+    """A kill between moving an upload into data/imagery and committing its row (too short a window to hit
+    with a real kill): an unreferenced file older than an hour goes at the next start, a younger one (maybe
+    being committed by a live process) and the files of real rows stay."""
+    from service.imagery import final_path
+
+    before, _ = write_pair(tmp_path / "tiles")
+    with TestClient(create_app(settings, scan_worker=False)) as client:
+        upload = {"file": (before.name, before.read_bytes())}
+        r = client.post("/api/v1/imagery", headers=auth("supervisor"), files=upload, data={"acquired_on": "2023-06-01"})
+        assert r.status_code == 201, r.text
+    kept = final_path(settings.data_dir, r.json()["sha256"])
+    old, young = final_path(settings.data_dir, "ab" * 32), final_path(settings.data_dir, "cd" * 32)
+    for orphan in (old, young):
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(b"half of an upload")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    os.utime(kept, (two_hours_ago, two_hours_ago))
+    with TestClient(create_app(settings, scan_worker=False)) as client:
+        assert client.get("/api/v1/imagery", headers=auth("supervisor")).json()["count"] == 1
+    assert kept.exists() and young.exists() and not old.exists()
