@@ -80,10 +80,13 @@ _DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_.]?(0[1-9]|1[0-2])(?:[-_.
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Refuse rasters beyond these: ``max_pixels`` per band, and declared-size / file-size ratio."""
+    """Refuse rasters beyond these: ``max_pixels`` per band, declared-size / file-size ratio, bands, and
+    overview levels (a 10⁶ px wide image needs 12; hundreds are a hostile file, not imagery)."""
 
     max_pixels: int = 40_000_000_000
     max_compression_ratio: float = 5000.0
+    max_bands: int = 64
+    max_overviews: int = 32
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,9 @@ def inspect_raster(
     """Open, check and describe one image; raises a :class:`DetectorError` subclass naming the problem.
 
     Checks: readable by GDAL, at least 3 bands, a CRS, a sane declared size (not a decompression
-    bomb), and that its first and last blocks decode (catches truncated files early).
+    bomb), one image per file (a multi-page TIFF is refused), at most ``limits.max_bands`` bands and
+    ``limits.max_overviews`` overview levels, and that its first and last blocks decode (catches truncated
+    files early).
     """
     limits = limits or ReadLimits()
     label = name or str(path)
@@ -168,6 +173,20 @@ def inspect_raster(
                 f"{label!r} is georeferenced by ground control points only; warp it first (gdalwarp) and try again"
             )
         grid.require_crs()
+        if src.subdatasets:
+            raise RasterReadError(
+                f"{label!r} holds {len(src.subdatasets)} images (pages or subdatasets); upload one image per file"
+            )
+        if src.count > limits.max_bands:
+            raise RasterTooLargeError(
+                f"{label!r} has {src.count} bands, more than the limit of {limits.max_bands}; "
+                "send the 3–4 bands the detector uses (e.g. gdal_translate -b 1 -b 2 -b 3 -b 4)"
+            )
+        if len(src.overviews(1)) > limits.max_overviews:
+            raise RasterTooLargeError(
+                f"{label!r} has {len(src.overviews(1))} overview levels, more than {limits.max_overviews}; "
+                "rebuild them (gdaladdo)"
+            )
         if src.width * src.height > limits.max_pixels:
             raise RasterTooLargeError(
                 f"{label!r} declares {src.width} x {src.height} pixels, more than the limit of "

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
-from service.errors import PayloadTooLargeError, UnsafeArchiveError
+from service.errors import ImportFormatError, PayloadTooLargeError, UnsafeArchiveError
 
-__all__ = ["save_stream", "safe_extract", "MAX_MEMBERS"]
+__all__ = ["save_stream", "safe_extract", "check_zip", "MAX_MEMBERS"]
 
 MAX_MEMBERS = 2000
 _CHUNK = 1024 * 1024
@@ -65,20 +66,51 @@ def safe_extract(archive: Path, dest: Path, *, max_total_bytes: int, max_ratio: 
             limit = max(_RATIO_FLOOR_BYTES, int(member.compress_size * max_ratio))
             target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
-            with zf.open(member) as src, target.open("wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    written += len(chunk)
-                    total += len(chunk)
-                    if written > limit or total > max_total_bytes:
-                        dst.close()
-                        shutil.rmtree(root, ignore_errors=True)
-                        raise UnsafeArchiveError(
-                            f"{archive.name!r} member {member.filename!r} expands far beyond its compressed size "
-                            f"(over {max_ratio:g}x or {max_total_bytes:,} bytes in all); it looks like a zip bomb"
-                        )
-                    dst.write(chunk)
+            try:
+                with zf.open(member) as src, target.open("wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        total += len(chunk)
+                        if written > limit or total > max_total_bytes:
+                            raise UnsafeArchiveError(
+                                f"{archive.name!r} member {member.filename!r} expands far beyond its compressed size "
+                                f"(over {max_ratio:g}x or {max_total_bytes:,} bytes in all); it looks like a zip bomb"
+                            )
+                        dst.write(chunk)
+            except UnsafeArchiveError:
+                shutil.rmtree(root, ignore_errors=True)
+                raise
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                # a lying header (CRC or size), a truncated member, an unknown method or a password
+                shutil.rmtree(root, ignore_errors=True)
+                raise ImportFormatError(
+                    f"{archive.name!r} member {member.filename!r} is damaged or encrypted ({exc}); re-create the zip"
+                ) from exc
             out.append(target)
     return out
+
+
+def check_zip(archive: Path, name: str, *, max_total_bytes: int, max_ratio: float) -> None:
+    """Refuse (:class:`UnsafeArchiveError`) a zip-based file read by a library in memory (XLSX): more than
+    :data:`MAX_MEMBERS` members, a declared total beyond ``max_total_bytes``, or a member declaring more than
+    ``max_ratio`` times its compressed size. Headers that understate a member are caught by :mod:`zipfile`
+    itself, which reads no more than the declared size and then checks the CRC."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ImportFormatError(f"{name!r} is not a valid zip-based file ({exc}); save it again") from exc
+    if len(members) > MAX_MEMBERS:
+        raise UnsafeArchiveError(f"{name!r} holds {len(members)} parts, more than {MAX_MEMBERS}")
+    declared = sum(m.file_size for m in members)
+    if declared > max_total_bytes:
+        raise UnsafeArchiveError(f"{name!r} expands to {declared:,} bytes, more than the limit of {max_total_bytes:,}")
+    for member in members:
+        if member.file_size > max(_RATIO_FLOOR_BYTES, member.compress_size * max_ratio):
+            raise UnsafeArchiveError(
+                f"{name!r} part {member.filename!r} expands {member.file_size / max(member.compress_size, 1):,.0f}x "
+                f"(limit {max_ratio:g}x); it looks like a zip bomb"
+            )
 
 
 def _member_target(member: zipfile.ZipInfo, root: Path, name: str) -> Path | None:

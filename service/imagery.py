@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ __all__ = [
     "final_path",
     "move_into_place",
     "upload_tempdir",
+    "safe_filename",
+    "display_name",
     "remove_stale_temp",
     "remove_orphan_imagery",
 ]
@@ -98,8 +101,9 @@ def inspect_upload(path: Path, filename: str) -> RasterSummary:
     except DetectorError as exc:
         raise InvalidImageryError(str(exc)) from exc
     crs = CRS.from_user_input(info.grid.crs)
-    left, bottom, right, top = info.grid.bounds
-    footprint = reproject(box(left, bottom, right, top), crs, WGS84)
+    footprint = _footprint(info.grid.bounds, crs, filename)
+    if not (math.isfinite(info.resolution_m) and info.resolution_m > 0):
+        raise InvalidImageryError(f"{filename!r} has pixels of {info.resolution_m!r} m; check its geotransform")
     date = None
     if info.date and len(info.date) == 10:
         date = dt.date.fromisoformat(info.date)
@@ -112,6 +116,40 @@ def inspect_upload(path: Path, filename: str) -> RasterSummary:
         footprint=footprint,
         date=date,
     )
+
+
+def _footprint(bounds: tuple[float, float, float, float], crs: CRS, filename: str) -> BaseGeometry:
+    """The image's outline in EPSG:4326; 422 when it does not land on the earth (a broken geotransform or CRS)."""
+    try:
+        footprint = reproject(box(*bounds), crs, WGS84)
+    except Exception as exc:  # pyproj raises several types for impossible transforms
+        raise InvalidImageryError(f"{filename!r}: cannot place bounds {bounds!r} of {crs.to_string()} on the earth "
+                                  f"({exc}); check its CRS and geotransform") from exc  # fmt: skip
+    lon0, lat0, lon1, lat1 = footprint.bounds
+    if not all(map(math.isfinite, footprint.bounds)) or lon0 < -180 or lon1 > 180 or lat0 < -90 or lat1 > 90:
+        raise InvalidImageryError(
+            f"{filename!r} lies at {bounds!r} in {crs.to_string()}, which is not on the earth; check its CRS and "
+            "geotransform (e.g. easting and northing swapped, or a missing zone prefix)"
+        )
+    return footprint
+
+
+def safe_filename(filename: str, *, max_bytes: int = 120, default: str = "upload.tif") -> str:
+    """A name to store ``filename`` under: its last path part (``/`` and ``\\`` both separate), letters, digits
+    and ``._-`` only (anything else becomes ``_``), cut from the left to ``max_bytes`` of UTF-8 (file systems
+    hold 255 bytes; Chinese takes 3 a character), never ``.``/``..``. Keeps the date the detector reads from it."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c if (c.isalnum() and c.isprintable()) or c in "._-" else "_" for c in name)
+    while len(name.encode("utf-8", "replace")) > max_bytes:
+        name = name[1:]
+    return default if name.strip(".") == "" else name
+
+
+def display_name(filename: str | None, default: str = "upload") -> str:
+    """``filename`` as stored for display: no control characters (PostgreSQL text cannot hold NUL) or lone
+    surrogates, at most 300 characters."""
+    text = "".join("_" if (ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF) else c for c in filename or "")
+    return text[:300] or default
 
 
 def final_path(data_dir: Path, sha256: str) -> Path:

@@ -26,7 +26,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 from shapely.geometry.base import BaseGeometry
 
-from service.archives import safe_extract
+from service.archives import check_zip, safe_extract
 from service.core.config import Settings
 from service.errors import ImportFormatError
 from service.geometry import WGS84, geodesic_area_m2, metric_crs_for, reproject
@@ -65,6 +65,10 @@ PROJECT_FIELDS = (
     "district_code",
 )
 _TEXT_FIELDS = set(PROJECT_FIELDS) - {"approved_on", "declared_area_hm2", "vector_type"}
+#: Longest text each column holds (PostgreSQL enforces it); longer values reject the row, not the whole file.
+_MAX_CHARS = {"code": 100, "name": 300, "builder": 300, "industry": 100, "approval_authority": 200,
+              "approval_number": 200, "approval_level": 20, "project_category": 20, "project_nature": 20,
+              "construction_state": 20, "district_code": 12}  # fmt: skip
 _WKT_COLUMNS = ("wkt", "geometry", "geom", "几何", "坐标串")
 
 
@@ -185,6 +189,12 @@ def _read_row(
     code = values.get("code")
     if code is None:
         result.error(index, "no 项目代码 (project code); every project needs one")
+        return
+    too_long = [(f, len(v), _MAX_CHARS[f]) for f, v in values.items()
+                if f in _MAX_CHARS and isinstance(v, str) and len(v) > _MAX_CHARS[f]]  # fmt: skip
+    if too_long:
+        field_name, length, limit = too_long[0]
+        result.error(index, f"{field_name} has {length:,} characters, more than {limit}; shorten it", code[:100])
         return
     if code in seen:
         result.error(index, f"duplicate 项目代码 {code!r} (also row {seen[code]})", code)
@@ -384,7 +394,12 @@ def _read_frame(
     if not head:
         raise ImportFormatError(f"{filename!r} is empty")
     if suffix == ".xlsx":
-        return _read_table(pd.read_excel(path, engine="openpyxl"), filename, crs), "xlsx", None
+        check_zip(path, filename, max_total_bytes=settings.max_unzipped_bytes, max_ratio=settings.max_zip_ratio)
+        try:
+            sheet = pd.read_excel(path, engine="openpyxl")
+        except Exception as exc:  # openpyxl raises many types for a damaged or hostile workbook (DTDs, missing parts)
+            raise ImportFormatError(f"cannot read {filename!r} as XLSX ({str(exc)[:200]}); save it again") from exc
+        return _read_table(sheet, filename, crs), "xlsx", None
     if suffix == ".csv":
         table, enc = _read_csv(path, filename, encoding)
         return _read_table(table, filename, crs), "csv", enc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from pathlib import Path
 from typing import Annotated
 
 import shapely
@@ -14,7 +13,15 @@ from sqlalchemy import func, select
 from service.api.deps import ScopeDep, SessionDep, SettingsDep, owned, require_role
 from service.api.problems import problem_responses
 from service.errors import ConflictError, InvalidInputError, PayloadTooLargeError
-from service.imagery import final_path, inspect_upload, move_into_place, store_upload, upload_tempdir
+from service.imagery import (
+    display_name,
+    final_path,
+    inspect_upload,
+    move_into_place,
+    safe_filename,
+    store_upload,
+    upload_tempdir,
+)
 from service.models import District, Imagery, User, set_geometry
 from service.schemas import ImageriesPublic, ImageryPublic
 from service.vocab import Role
@@ -49,9 +56,9 @@ def upload_imagery(
     declared = int(request.headers.get("content-length") or 0)
     if declared > settings.max_upload_bytes + 1024 * 1024:
         raise PayloadTooLargeError(f"upload of {declared:,} bytes is over the limit of {settings.max_upload_bytes:,}")
-    filename = file.filename or "upload.tif"
+    filename = display_name(file.filename, "upload.tif")
     # Keep the original name (made safe): the detector reads the acquisition date from it when tags lack one.
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(filename).name)[-120:] or "upload.tif"
+    safe = safe_filename(filename)
     tmp = upload_tempdir(settings.data_dir, "imagery") / safe
     try:
         size, sha = store_upload(file.file, tmp, settings.max_upload_bytes, filename)

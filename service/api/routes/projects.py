@@ -25,7 +25,7 @@ from service.api.problems import problem_responses
 from service.compliance import rematch_areas
 from service.core.config import Settings
 from service.errors import NotFoundError, PayloadTooLargeError
-from service.imagery import upload_tempdir
+from service.imagery import display_name, upload_tempdir
 from service.models import ImportReport, Project, User
 from service.project_import import read_project_file
 from service.projects import AUDIT_FIELDS, ProjectQuery, apply_import, parse_bbox, search_projects
@@ -70,7 +70,7 @@ def import_projects(
     crs: Annotated[str | None, Form(description="CRS when the file has none, e.g. EPSG:4527")] = None,
     encoding: Annotated[str | None, Form(description="Attribute encoding override, e.g. GBK")] = None,
 ) -> ImportReport:
-    filename = file.filename or "upload"
+    filename = display_name(file.filename)  # no NUL or control characters: stored in the report
     workdir = upload_tempdir(settings.data_dir, "import")
     try:
         path = receive_upload(request, file, settings, workdir)

@@ -17,7 +17,7 @@ from service.api.deps import ScopeDep, SessionDep, SettingsDep, check_if_match, 
 from service.api.problems import problem_responses
 from service.api.routes.projects import receive_upload
 from service.errors import InvalidInputError, NotFoundError
-from service.imagery import upload_tempdir
+from service.imagery import display_name, upload_tempdir
 from service.models import ImportReport, PriorityZone, User, patch_zones
 from service.projects import parse_bbox
 from service.schemas import ImportReportPublic, PriorityZonePublic, PriorityZonesPublic
@@ -84,7 +84,7 @@ def import_zones(
     crs: Annotated[str | None, Form(description="CRS when the file has none, e.g. EPSG:4527")] = None,
     encoding: Annotated[str | None, Form(description="Attribute encoding override, e.g. GBK")] = None,
 ) -> ImportReport:
-    filename = file.filename or "upload"
+    filename = display_name(file.filename)  # no NUL or control characters: stored in the report
     default_kind = _kind(kind)
     workdir = upload_tempdir(settings.data_dir, "import")
     try:
