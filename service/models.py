@@ -279,14 +279,15 @@ class Patch(_BBox, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patch_code: Mapped[str] = mapped_column(String(64), unique=True)  # e.g. 2024_120225_00017
     scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"), index=True)
-    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"), index=True)
+    # district_code, category, review_status, after_date, priority: indexed by the list indexes below (0006)
+    district_code: Mapped[str | None] = mapped_column(ForeignKey("districts.code"))
     geometry: Mapped[BaseGeometry] = mapped_column(GeometryType)
     area_m2: Mapped[float] = mapped_column(Float, index=True)
     area_mu: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     lat: Mapped[float] = mapped_column(Float)
     before_date: Mapped[dt.date | None] = mapped_column(Date)
-    after_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    after_date: Mapped[dt.date | None] = mapped_column(Date)
     source_before: Mapped[str | None] = mapped_column(String(300))
     source_after: Mapped[str | None] = mapped_column(String(300))
     confidence: Mapped[float | None] = mapped_column(Float)
@@ -296,7 +297,7 @@ class Patch(_BBox, Base):
     disturbance_type: Mapped[str | None] = mapped_column(String(30))  # 弃土（渣）场 …
     previous_patch_id: Mapped[int | None] = mapped_column(ForeignKey("patches.id", ondelete="SET NULL"))
     # Compliance judgement (machine): see service.matching
-    category: Mapped[str | None] = mapped_column(String(40), index=True)
+    category: Mapped[str | None] = mapped_column(String(40))
     category_reason: Mapped[str | None] = mapped_column(Text)
     overlap_area_m2: Mapped[float | None] = mapped_column(Float)
     outside_area_m2: Mapped[float | None] = mapped_column(Float)
@@ -304,12 +305,12 @@ class Patch(_BBox, Base):
     nearest_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
     nearest_distance_m: Mapped[float | None] = mapped_column(Float)
     matched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    priority: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
     # The priority zone whose weight is in ``priority``: a cache of the top zone in patch_zones (which holds
     # all of them, with foreign keys), kept by service.zones; no foreign key, see migration 0005.
     priority_zone_id: Mapped[int | None] = mapped_column(Integer, index=True)
     # Review (复核)
-    review_status: Mapped[str] = mapped_column(String(16), default="unreviewed", index=True)
+    review_status: Mapped[str] = mapped_column(String(16), default="unreviewed")
     verdict: Mapped[str | None] = mapped_column(String(30), index=True)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -319,6 +320,17 @@ class Patch(_BBox, Base):
         cascade="all, delete-orphan", lazy="selectin", order_by="PatchMatch.overlap_area_m2.desc()"
     )
     __mapper_args__ = {"version_id_col": version}
+
+
+# GET /patches order (priority DESC, area_m2 DESC, id) alone and after the common filters; see migration 0006
+_LIST_ORDER = (Patch.priority.desc(), Patch.area_m2.desc(), Patch.id)
+Index("ix_patches_list_order", *_LIST_ORDER)
+Index("ix_patches_district_list_order", Patch.district_code, *_LIST_ORDER)
+Index("ix_patches_district_category_list_order", Patch.district_code, Patch.category, *_LIST_ORDER)
+Index("ix_patches_district_status_list_order", Patch.district_code, Patch.review_status, *_LIST_ORDER)
+Index("ix_patches_category_list_order", Patch.category, *_LIST_ORDER)
+Index("ix_patches_status_list_order", Patch.review_status, *_LIST_ORDER)
+Index("ix_patches_after_date_list_order", Patch.after_date, *_LIST_ORDER)
 
 
 class PatchMatch(Base):

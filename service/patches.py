@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.sqltypes import NullType
 
 from service.compliance import judge_patches
 from service.core.config import Settings
@@ -21,9 +27,22 @@ from service.projects import bbox_clause
 from service.scope import DistrictScope
 from service.zones import ZoneFilter, zone_filter
 
-__all__ = ["PatchQuery", "ingest_detections", "search_patches", "CHANGE_TYPES"]
+__all__ = [
+    "PatchQuery",
+    "PatchPage",
+    "ingest_detections",
+    "search_patches",
+    "page_patches",
+    "CHANGE_TYPES",
+    "COUNT_CAP",
+]
 
 CHANGE_TYPES = ("新增", "续建（范围扩大）", "续建（范围缩小）", "续建（范围不变）", "完工")
+
+#: ``GET /patches`` counts the matches up to this many unless asked for the exact number.
+COUNT_CAP = 10_000
+#: The list order: highest priority first, then the biggest, then the oldest row.
+LIST_ORDER = (Patch.priority.desc(), Patch.area_m2.desc(), Patch.id)
 
 
 @dataclass(frozen=True)
@@ -59,8 +78,14 @@ def search_patches(scope: DistrictScope, query: PatchQuery) -> Select[tuple[Patc
         stmt = stmt.where(Patch.after_date <= query.after_to)
     if query.min_area_m2 is not None:
         stmt = stmt.where(Patch.area_m2 >= query.min_area_m2)
-    if query.bbox:
-        stmt = stmt.where(bbox_clause(Patch, query.bbox))
+    if query.bbox:  # the spatial index finds the candidates, the bbox columns decide
+        min_x, min_y, max_x, max_y = query.bbox
+        stmt = stmt.where(
+            _bbox_candidates(Patch.id, Patch.geometry, *query.bbox),
+            # "+ 0": compared row by row, so that SQLite does not range over min_x alone in ix_patches_bbox
+            # instead of asking the R*Tree
+            Patch.max_x + 0 >= min_x, Patch.min_x + 0 <= max_x, Patch.max_y + 0 >= min_y, Patch.min_y + 0 <= max_y,
+        )  # fmt: skip
     if query.min_priority is not None:
         stmt = stmt.where(Patch.priority >= query.min_priority)
     if query.scan_id is not None:
@@ -68,6 +93,118 @@ def search_patches(scope: DistrictScope, query: PatchQuery) -> Select[tuple[Patc
     if query.priority_zone is not None:
         stmt = stmt.where(zone_filter(query.priority_zone))
     return stmt
+
+
+class _bbox_candidates(FunctionElement[bool]):  # noqa: N801 (a SQL function)
+    """``(id, geometry, min_x, min_y, max_x, max_y)``: patches whose bbox may meet the box (degrees, EPSG:4326),
+    answered by the spatial index: the R*Tree ``patches_rtree`` on SQLite, the GiST index of ``geometry``
+    through ``&&`` on PostgreSQL (both migration 0006 / 0001). Both may let through a few rows just
+    outside the box (32-bit float boxes), so it goes with the exact :func:`bbox_clause`."""
+
+    type = NullType()  # not Boolean: SQLite would get "(… IN …) = 1", which no index serves
+    inherit_cache = True
+    name = "bbox_candidates"
+
+
+def _bbox_args(element: _bbox_candidates, compiler: SQLCompiler, **kw: Any) -> list[str]:
+    return [compiler.process(c, **kw) for c in element.clauses]
+
+
+@compiles(_bbox_candidates, "sqlite")
+def _bbox_sqlite(element: _bbox_candidates, compiler: SQLCompiler, **kw: Any) -> str:
+    id_, _geometry, min_x, min_y, max_x, max_y = _bbox_args(element, compiler, **kw)
+    return (f"{id_} IN (SELECT id FROM patches_rtree WHERE max_x >= {min_x} AND min_x <= {max_x} "
+            f"AND max_y >= {min_y} AND min_y <= {max_y})")  # fmt: skip
+
+
+@compiles(_bbox_candidates, "postgresql")
+def _bbox_postgresql(element: _bbox_candidates, compiler: SQLCompiler, **kw: Any) -> str:
+    _id, geometry, min_x, min_y, max_x, max_y = _bbox_args(element, compiler, **kw)
+    return f"{geometry} && ST_MakeEnvelope({min_x}, {min_y}, {max_x}, {max_y}, 4326)"
+
+
+@compiles(_bbox_candidates)
+def _bbox_other(element: _bbox_candidates, compiler: SQLCompiler, **kw: Any) -> str:
+    return "1 = 1"  # no spatial index known: the bbox columns alone
+
+
+@dataclass(frozen=True)
+class PatchPage:
+    """One page of a patch search: the rows, how many match (``count``, exact or at least), the next cursor."""
+
+    rows: list[Patch]
+    count: int
+    count_exact: bool
+    next_cursor: str | None
+
+
+def page_patches(
+    session: Session,
+    stmt: Select[Any],
+    *,
+    limit: int,
+    offset: int = 0,
+    cursor: str | None = None,
+    exact_count: bool = False,
+) -> PatchPage:
+    """A page of ``stmt`` (a :func:`search_patches` query) in the list order, by offset or after ``cursor``.
+
+    The count stops at :data:`COUNT_CAP` (``count_exact`` False beyond it) unless ``exact_count``: an
+    exact count reads every match, which costs seconds with a million patches. ``cursor`` is the
+    ``next_cursor`` of the previous page (keyset paging): it costs the same on every page, while an
+    offset makes the database step over all the rows before it.
+    """
+    if cursor is not None and offset:
+        raise InvalidInputError(f"give offset or cursor, not both (offset {offset!r}); a cursor already says where")
+    matches = stmt.with_only_columns(Patch.id).order_by(None)
+    if exact_count:
+        count = session.scalar(select(func.count()).select_from(matches.subquery())) or 0
+        count_exact = True
+    else:
+        count = session.scalar(select(func.count()).select_from(matches.limit(COUNT_CAP + 1).subquery())) or 0
+        count_exact = count <= COUNT_CAP
+        count = min(count, COUNT_CAP)
+    ids = stmt.with_only_columns(Patch.id).order_by(*LIST_ORDER)
+    if cursor is None:
+        rows = _rows(session, ids.offset(offset).limit(limit))
+    else:
+        priority, area, last_id = _decode_cursor(cursor)
+        # Two index ranges in list order, no OR across the sort keys: the rest of this priority, then lower ones.
+        same = ids.where(
+            Patch.priority == priority, Patch.area_m2 <= area, or_(Patch.area_m2 < area, Patch.id > last_id)
+        )
+        rows = _rows(session, same.limit(limit))
+        if len(rows) < limit:
+            rows += _rows(session, ids.where(Patch.priority < priority).limit(limit - len(rows)))
+    last = rows[-1] if len(rows) == limit else None
+    next_cursor = _encode_cursor(last.priority, last.area_m2, last.id) if last is not None else None
+    return PatchPage(rows, count, count_exact, next_cursor)
+
+
+def _rows(session: Session, ids: Select[Any]) -> list[Patch]:
+    """The patches of an ``id`` query, in its order. The ids come first, from the indexes alone where they
+    cover the filters, and only the page's rows are read whole (a "deferred join"): sorting or skipping
+    thousands of whole rows, geometry included, is what made a page slow."""
+    order = list(session.scalars(ids))
+    if not order:
+        return []
+    found = {p.id: p for p in session.scalars(select(Patch).where(Patch.id.in_(order)))}
+    return [found[i] for i in order if i in found]  # one deleted in between is left out
+
+
+def _encode_cursor(priority: int, area_m2: float, patch_id: int) -> str:
+    raw = json.dumps([priority, area_m2, patch_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, float, int]:
+    try:
+        priority, area, patch_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(priority, int) and isinstance(area, int | float) and isinstance(patch_id, int):
+            return priority, float(area), patch_id
+    except (ValueError, TypeError):
+        pass
+    raise InvalidInputError(f"cursor {cursor!r} is not one this API made; pass next_cursor of the previous page")
 
 
 def _date(value: Any) -> dt.date | None:

@@ -214,10 +214,15 @@ class PatchPublic(_Out):
 
 
 class PatchesPublic(BaseModel):
+    """A page of patches. ``count`` is exact while ``count_exact``; past 10,000 matches it is 10,000 (at
+    least that many) unless the request asked for ``exact_count``."""
+
     data: list[PatchPublic]
-    count: int
+    count: int = Field(description="Patches matching the filters; a lower bound when count_exact is false")
+    count_exact: bool = Field(True, description="False when count stopped at the cap (ask with exact_count=true)")
     offset: int
     limit: int
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page; null if this page is not full")
 
 
 class PatchUpdate(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import shapely
 from fastapi import APIRouter, Depends, Header, Query, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service import audit
 from service.api.deps import (
@@ -23,7 +23,7 @@ from service.api.problems import problem_responses
 from service.chips import chip_png
 from service.errors import InvalidInputError
 from service.models import AuditEvent, Patch, PriorityZone, Project, Review, User
-from service.patches import PatchQuery, search_patches
+from service.patches import COUNT_CAP, PatchQuery, page_patches, search_patches
 from service.projects import parse_bbox
 from service.schemas import (
     AuditEventPublic,
@@ -112,15 +112,27 @@ def list_patches(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1)] = 50,
     geometry: bool = False,
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the previous page: the next page, as fast as the first")
+    ] = None,
+    exact_count: Annotated[
+        bool, Query(description=f"Count every match; by default the count stops at {COUNT_CAP:,}")
+    ] = False,
 ) -> PatchesPublic:
+    """Ordered by priority, then area (largest first), then id. Page with ``offset`` or, faster for deep
+    pages, with ``cursor``; ``count`` is exact up to 10,000 matches (``count_exact``) unless ``exact_count``."""
     limit = min(limit, settings.page_size_max)
-    stmt = search_patches(scope, query)
-    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(
-        stmt.order_by(Patch.priority.desc(), Patch.area_m2.desc(), Patch.id).offset(offset).limit(limit)
-    ).all()
-    return PatchesPublic(data=[patch_public(p, geometry=geometry) for p in rows], count=count, offset=offset,
-                         limit=limit)  # fmt: skip
+    page = page_patches(
+        session, search_patches(scope, query), limit=limit, offset=offset, cursor=cursor, exact_count=exact_count
+    )
+    return PatchesPublic(
+        data=[patch_public(p, geometry=geometry) for p in page.rows],
+        count=page.count,
+        count_exact=page.count_exact,
+        offset=offset,
+        limit=limit,
+        next_cursor=page.next_cursor,
+    )
 
 
 def _projects_of(session: SessionDep, patch: Patch) -> dict[int, Project]:
