@@ -23,7 +23,8 @@ import threading
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.config import Settings
@@ -122,6 +123,8 @@ class ScanWorker:
                 if scan_id is not None:
                     self._run(scan_id)
                     continue  # more may be waiting
+            except (OperationalError, InterfaceError) as exc:  # the database restarts or is unreachable
+                log.warning("scan worker: database error, retry in %.0f s: %s", self.poll_s, str(exc).splitlines()[0])
             except Exception:  # a database hiccup must not kill the worker; try again after the pause
                 log.exception("scan worker loop error")
             self._wake.wait(self.poll_s)
@@ -190,19 +193,22 @@ class ScanWorker:
         return None
 
     def requeue_orphans(self) -> int:
-        """Queue again the running scans whose worker is gone; fail those interrupted too often."""
+        """Queue again the running scans whose worker is gone, or that this worker left running when a run
+        ended on a database error; fail those interrupted too often."""
         stale_before = utcnow() - dt.timedelta(seconds=self.stale_after_s)
         requeued = 0
         with self.factory() as session:
             rows = session.execute(
                 select(Scan.id, Scan.worker, Scan.heartbeat_at, Scan.attempts).where(
-                    Scan.status == ScanStatus.running.value,
-                    or_(Scan.worker.is_(None), Scan.worker != self.id),
+                    Scan.status == ScanStatus.running.value
                 )
             ).all()
             for scan_id, worker, heartbeat, attempts in rows:
                 beat = heartbeat if heartbeat is None or heartbeat.tzinfo else heartbeat.replace(tzinfo=dt.UTC)
-                if not (beat is None or beat < stale_before or _dead_here(worker)):
+                if worker == self.id:  # ours but not running: its run ended on a database error (restart)
+                    if scan_id == self._current:
+                        continue
+                elif not (beat is None or beat < stale_before or _dead_here(worker)):
                     continue
                 if attempts >= self.max_attempts:
                     values = {"status": ScanStatus.failed.value, "finished_at": utcnow(),

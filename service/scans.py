@@ -26,6 +26,7 @@ from pyproj import CRS
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import audit
@@ -376,15 +377,19 @@ class _Progress:
         if not force and now - self.last < self.every_s:
             return
         self.last = now
-        with self.factory() as session:
-            mine = updated_rows(
-                session,
-                update(Scan)
-                .where(Scan.id == self.scan_id, Scan.worker == self.worker, Scan.status == ScanStatus.running.value)
-                .values(progress=round(fraction, 4), heartbeat_at=utcnow()),
-            )
-            cancel = session.scalar(select(Scan.cancel_requested).where(Scan.id == self.scan_id))
-            session.commit()
+        try:
+            with self.factory() as session:
+                mine = updated_rows(
+                    session,
+                    update(Scan)
+                    .where(Scan.id == self.scan_id, Scan.worker == self.worker, Scan.status == ScanStatus.running.value)
+                    .values(progress=round(fraction, 4), heartbeat_at=utcnow()),
+                )
+                cancel = session.scalar(select(Scan.cancel_requested).where(Scan.id == self.scan_id))
+                session.commit()
+        except (OperationalError, InterfaceError) as exc:  # the database restarts: detect on, report next time
+            log.warning("scan %s: progress not saved: %s", self.scan_id, str(exc).splitlines()[0])
+            return
         if not mine:
             raise ScanLost(f"scan {self.scan_id} is no longer run by {self.worker}")
         if cancel:
@@ -425,6 +430,8 @@ def run_scan(
         return _stopped(factory, scan_id, worker, stop)
     except (DetectorError, ServiceError) as exc:
         return _finish(factory, scan_id, worker, ScanStatus.failed, str(exc))
+    except (OperationalError, InterfaceError):
+        raise  # the database restarted or is unreachable: not the scan's fault, the worker queues it again
     except Exception as exc:  # a bug or an environment problem: keep the worker alive, say what happened
         log.exception("scan %s failed", scan_id)
         return _finish(factory, scan_id, worker, ScanStatus.failed, f"unexpected error: {type(exc).__name__}: {exc}")

@@ -298,6 +298,10 @@ def test_postgres_restart_under_load_is_503_then_recovers_without_losing_writes(
     engine.dispose()
 
     server = _server(url, tmp_path)
+    # a scan runs through the restart too: its progress writes fail for a moment, its results must not
+    before, after = write_pair(tmp_path / "tiles", size=1024, squares=SITES)
+    sup = _h(tokens, "supervisor")
+    pair = [_upload(server.base, sup, p, d).json()["id"] for p, d in ((before, "2023-06-01"), (after, "2024-06-01"))]
     answers: list[tuple[str, int | None, str, str]] = []  # kind, status, content type, retry-after
     acknowledged: list[str] = []
     stop = threading.Event()
@@ -338,9 +342,15 @@ def test_postgres_restart_under_load_is_503_then_recovers_without_losing_writes(
     try:
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        time.sleep(1.0)
+        scan = httpx.post(f"{server.base}/scans", headers=sup, json={"before_imagery_id": pair[0],
+                                                                      "after_imagery_id": pair[1]}).json()  # fmt: skip
+        deadline = time.monotonic() + 60
+        while (body := httpx.get(f"{server.base}/scans/{scan['id']}", headers=sup).json())["progress"] <= 0:
+            assert body["status"] in ("queued", "running") and time.monotonic() < deadline, body
+            time.sleep(0.05)
         before_restart = len(answers)
-        pg_cluster.restart()
+        pg_cluster.restart()  # mid-detection
         restarted_at = len(answers)
         time.sleep(3.0)
         stop.set()
@@ -363,6 +373,13 @@ def test_postgres_restart_under_load_is_503_then_recovers_without_losing_writes(
             notes = set(session.scalars(select(Review.note)))
         engine.dispose()
         assert set(acknowledged) <= notes and acknowledged
+        deadline = time.monotonic() + 180
+        while (body := httpx.get(f"{server.base}/scans/{scan['id']}", headers=sup).json())["status"] not in (
+            "succeeded", "failed", "cancelled"):  # fmt: skip
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        assert body["status"] == "succeeded" and body["patch_count"] == len(SITES), body
+        assert _count(url, Patch, Patch.scan_id == scan["id"]) == len(SITES)  # stored once
     finally:
         stop.set()
         server.stop()
