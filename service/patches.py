@@ -13,7 +13,7 @@ import geopandas as gpd
 import pandas as pd
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.sqltypes import NullType
@@ -146,13 +146,15 @@ def page_patches(
     offset: int = 0,
     cursor: str | None = None,
     exact_count: bool = False,
+    geometry: bool = True,
 ) -> PatchPage:
     """A page of ``stmt`` (a :func:`search_patches` query) in the list order, by offset or after ``cursor``.
 
     The count stops at :data:`COUNT_CAP` (``count_exact`` False beyond it) unless ``exact_count``: an
     exact count reads every match, which costs seconds with a million patches. ``cursor`` is the
     ``next_cursor`` of the previous page (keyset paging): it costs the same on every page, while an
-    offset makes the database step over all the rows before it.
+    offset makes the database step over all the rows before it. ``geometry=False`` leaves the
+    geometries unread (accessing one then loads it).
     """
     if cursor is not None and offset:
         raise InvalidInputError(f"give offset or cursor, not both (offset {offset!r}); a cursor already says where")
@@ -166,29 +168,32 @@ def page_patches(
         count = min(count, COUNT_CAP)
     ids = stmt.with_only_columns(Patch.id).order_by(*LIST_ORDER)
     if cursor is None:
-        rows = _rows(session, ids.offset(offset).limit(limit))
+        rows = _rows(session, ids.offset(offset).limit(limit), geometry)
     else:
         priority, area, last_id = _decode_cursor(cursor)
         # Two index ranges in list order, no OR across the sort keys: the rest of this priority, then lower ones.
         same = ids.where(
             Patch.priority == priority, Patch.area_m2 <= area, or_(Patch.area_m2 < area, Patch.id > last_id)
         )
-        rows = _rows(session, same.limit(limit))
+        rows = _rows(session, same.limit(limit), geometry)
         if len(rows) < limit:
-            rows += _rows(session, ids.where(Patch.priority < priority).limit(limit - len(rows)))
+            rows += _rows(session, ids.where(Patch.priority < priority).limit(limit - len(rows)), geometry)
     last = rows[-1] if len(rows) == limit else None
     next_cursor = _encode_cursor(last.priority, last.area_m2, last.id) if last is not None else None
     return PatchPage(rows, count, count_exact, next_cursor)
 
 
-def _rows(session: Session, ids: Select[Any]) -> list[Patch]:
+def _rows(session: Session, ids: Select[Any], geometry: bool) -> list[Patch]:
     """The patches of an ``id`` query, in its order. The ids come first, from the indexes alone where they
     cover the filters, and only the page's rows are read whole (a "deferred join"): sorting or skipping
     thousands of whole rows, geometry included, is what made a page slow."""
     order = list(session.scalars(ids))
     if not order:
         return []
-    found = {p.id: p for p in session.scalars(select(Patch).where(Patch.id.in_(order)))}
+    rows = select(Patch).where(Patch.id.in_(order))
+    if not geometry:
+        rows = rows.options(defer(Patch.geometry))
+    found = {p.id: p for p in session.scalars(rows)}
     return [found[i] for i in order if i in found]  # one deleted in between is left out
 
 

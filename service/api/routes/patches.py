@@ -123,7 +123,13 @@ def list_patches(
     pages, with ``cursor``; ``count`` is exact up to 10,000 matches (``count_exact``) unless ``exact_count``."""
     limit = min(limit, settings.page_size_max)
     page = page_patches(
-        session, search_patches(scope, query), limit=limit, offset=offset, cursor=cursor, exact_count=exact_count
+        session,
+        search_patches(scope, query),
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        exact_count=exact_count,
+        geometry=geometry,
     )
     return PatchesPublic(
         data=[patch_public(p, geometry=geometry) for p in page.rows],

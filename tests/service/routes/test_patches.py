@@ -177,3 +177,10 @@ def test_bbox_filter_follows_moved_and_deleted_patches(client, auth, settings, a
     assert [p["id"] for p in _list(client, auth, bbox=where_b)["data"]] == [a]
     (c,) = add_patches([C])
     assert [p["id"] for p in _list(client, auth, bbox="117.749,40.199,117.752,40.202")["data"]] == [c]
+
+
+def test_list_geometry_only_on_request(client, auth, add_patches):
+    add_patches(_squares(2))
+    assert [p["geometry"] for p in _list(client, auth)["data"]] == [None, None]
+    shapes = _list(client, auth, geometry="true")["data"]
+    assert [p["geometry"]["type"] for p in shapes] == ["Polygon", "Polygon"]
