@@ -8,6 +8,7 @@ __all__ = [
     "DatasetLayoutError",
     "DataReadError",
     "EvaluationError",
+    "BureauDataError",
 ]
 
 
@@ -35,3 +36,8 @@ class DataReadError(TrainingError, OSError):
 
 class EvaluationError(TrainingError, RuntimeError):
     """A model could not be run on a pair (missing bands, wrong output shape)."""
+
+
+class BureauDataError(TrainingError, ValueError):
+    """The inputs of a bureau fine-tune (two images, a 图斑 label file, a holdout) do not fit together:
+    no overlap, an unreadable or empty label file, a CRS that cannot be reprojected, bands the model lacks."""

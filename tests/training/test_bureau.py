@@ -1,0 +1,264 @@
+"""Bureau fine-tune (issue #4): two GeoTIFFs + a 图斑 Shapefile → fine-tuned ChangeNet weights.
+
+A tiny synthetic pair in CGCS2000 / Gauss-Krüger (EPSG:4548, 1 m) with bare squares in the after image, and
+its labels as a GBK Shapefile in EPSG:4326 (another CRS), all written here.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from affine import Affine
+from shapely.geometry import box
+
+import soilwatch.cli
+from tests.fixtures import GK_CRS, GK_ORIGIN, field_scene, shared_data, write_tif
+from training.bureau import FinetuneConfig, finetune, load_init, load_scene, parse_holdout
+from training.errors import BureauDataError
+
+TRAIN_EP = EntryPoint(name="train", value="training.cli.train:train_cmd", group="soilwatch.commands")
+SIZE = 160
+#: (row, col, height, width) in pixels of the before grid (1 m pixels, origin GK_ORIGIN)
+SQUARES = [(20, 20, 24, 24), (100, 30, 20, 30), (40, 108, 20, 20), (110, 112, 24, 24)]
+
+
+def _square_m(r: int, c: int, h: int, w: int, dx: float = 0.0) -> object:
+    x0, y1 = GK_ORIGIN[0] + c + dx, GK_ORIGIN[1] - r
+    return box(x0, y1 - h, x0 + w, y1)
+
+
+def write_labels(path: Path, geoms: list, *, crs: str = "EPSG:4326", src_crs: str = GK_CRS, **kw: object) -> Path:
+    """Polygons given in ``src_crs`` written to ``path`` in ``crs``, with GBK (Chinese) attribute names."""
+    frame = gpd.GeoDataFrame({"图斑编号": [f"TB{i:03d}" for i in range(len(geoms))],
+                              "扰动类型": ["施工扰动"] * len(geoms)}, geometry=geoms, crs=src_crs)
+    frame = frame.to_crs(crs) if crs != src_crs else frame
+    frame.to_file(path, engine="pyogrio", **kw)
+    return path
+
+
+@pytest.fixture
+def bureau(tmp_path: Path) -> dict[str, Path]:
+    before, after = field_scene(SIZE, SIZE, squares=SQUARES, bands=3, seed=3)
+    b = write_tif(tmp_path / "2023-06-01.tif", before)
+    a = write_tif(tmp_path / "2024-06-01.tif", after)
+    shp = write_labels(tmp_path / "2023图斑.shp", [_square_m(*s) for s in SQUARES], encoding="gbk")
+    assert shp.with_suffix(".cpg").read_text().strip().upper() == "GBK"
+    return {"before": b, "after": a, "labels": shp, "dir": tmp_path}
+
+
+@pytest.fixture(scope="module")
+def model() -> object:
+    from models.changenet import TorchChangeModel
+
+    net, meta, _ = load_init("shipped")
+    return TorchChangeModel(net, meta=meta, num_threads=1)
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> int:
+    monkeypatch.setattr(soilwatch.cli, "entry_points", lambda group: [TRAIN_EP])
+    monkeypatch.setattr(soilwatch.cli.app, "registered_commands", [])
+    monkeypatch.setattr(soilwatch.cli.app, "registered_groups", [])
+    return soilwatch.cli.main(args)
+
+
+# -- labels on the grid ---------------------------------------------------------------------------
+def test_rasterised_label_is_pixel_exact(bureau: dict[str, Path], model: object) -> None:
+    scene = load_scene(bureau["before"], bureau["after"], bureau["labels"], model=model)
+    assert (int(scene.area.width), int(scene.area.height)) == (SIZE, SIZE)
+    expected = np.zeros((SIZE, SIZE), np.uint8)
+    for r, c, h, w in SQUARES:
+        expected[r:r + h, c:c + w] = 1
+    np.testing.assert_array_equal(scene.label(scene.area), expected)
+    from rasterio.windows import Window
+
+    part = Window(15, 10, 40, 50)  # a window cutting the first square: same pixels, offset
+    np.testing.assert_array_equal(scene.label(part), expected[10:60, 15:55])
+    assert scene.files["labels"]["features"] == len(SQUARES)
+
+
+def test_after_on_another_grid_is_warped_onto_the_before_grid(tmp_path: Path, model: object) -> None:
+    before, after = field_scene(SIZE, SIZE, squares=SQUARES, bands=3, seed=3)
+    b = write_tif(tmp_path / "b.tif", before)
+    # after: the same ground, but its grid starts 8 m further east (its column 0 = before column 8)
+    shifted = after[:, :, 8:]
+    a = write_tif(tmp_path / "a.tif", np.ascontiguousarray(shifted),
+                  transform=Affine(1.0, 0, GK_ORIGIN[0] + 8, 0, -1.0, GK_ORIGIN[1]))
+    shp = write_labels(tmp_path / "l.gpkg", [_square_m(*s) for s in SQUARES], crs="EPSG:32650")
+    scene = load_scene(b, a, shp, model=model)
+    assert int(scene.area.col_off) == 8 and int(scene.area.width) == SIZE - 8
+    with scene:
+        img, ok = scene.read(scene.area)
+    bare = img[1, 0] > (img[1, 0].max() + img[1, 0].min()) / 2  # red of the after date: soil is bright
+    assert ok.all()
+    np.testing.assert_array_equal(bare, scene.label(scene.area).astype(bool))
+
+
+# -- holdout --------------------------------------------------------------------------------------
+def test_holdout_forms(bureau: dict[str, Path], model: object) -> None:
+    scene = load_scene(bureau["before"], bureau["after"], bureau["labels"], model=model)
+    tr, crs, area = scene.plan.before.grid.transform, scene.plan.before.grid.crs, scene.area
+    east = parse_holdout("east:0.3", area=area, transform=tr, crs=crs)
+    assert east.region_px.bounds == (112.0, 0.0, 160.0, 160.0)
+    assert parse_holdout("north:25%", area=area, transform=tr, crs=crs).region_px.bounds == (0.0, 0.0, 160.0, 40.0)
+    x0, y1 = GK_ORIGIN
+    bbox = parse_holdout(f"{x0 + 100},{y1 - 60},{x0 + 160},{y1}", area=area, transform=tr, crs=crs)
+    assert bbox.region_px.bounds == (100.0, 0.0, 160.0, 60.0)
+    poly_file = write_labels(bureau["dir"] / "hold.geojson", [box(x0 + 80, y1 - 160, x0 + 160, y1 - 80)])
+    poly = parse_holdout(str(poly_file), area=area, transform=tr, crs=crs)
+    np.testing.assert_allclose(poly.region_px.bounds, (80, 80, 160, 160), atol=1e-6)
+    with pytest.raises(BureauDataError, match="does not overlap"):
+        parse_holdout(f"{x0 - 500},{y1 - 600},{x0 - 400},{y1 - 500}", area=area, transform=tr, crs=crs)
+    with pytest.raises(BureauDataError, match="not east:0.3"):
+        parse_holdout("eastern third", area=area, transform=tr, crs=crs)
+    with pytest.raises(BureauDataError, match="nothing to train"):
+        parse_holdout(f"{x0 - 10},{y1 - 200},{x0 + 200},{y1 + 10}", area=area, transform=tr, crs=crs)
+
+
+def test_training_windows_stay_out_of_the_holdout(bureau: dict[str, Path], model: object) -> None:
+    scene = load_scene(bureau["before"], bureau["after"], bureau["labels"], model=model, holdout="east:0.3")
+    rng = np.random.default_rng(0)
+    cfg = FinetuneConfig(crop=32, batch_size=4)
+    with scene:
+        wins = [scene.sample_window(rng, 32, 0.5) for _ in range(200)]
+        batch = scene.batch(rng, cfg)
+    assert max(int(w.col_off + w.width) for w in wins) <= 112
+    assert batch["image"].shape == (4, 2, 3, 32, 32) and batch["mask"].shape == (4, 1, 32, 32)
+    assert batch["image"].dtype == np.float32 and batch["image"].min() >= 0 and batch["image"].max() <= 1
+    assert sum(bool(m.any()) for m in batch["mask"]) >= 1  # focus on labelled polygons
+
+
+# -- end to end -----------------------------------------------------------------------------------
+def test_cli_finetune_writes_loadable_hash_checked_weights(
+    bureau: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = bureau["dir"] / "mymodel.pt"
+    args = ["train", "--before", str(bureau["before"]), "--after", str(bureau["after"]), "--labels",
+            str(bureau["labels"]), "--init", "shipped", "--holdout", "east:0.3", "--steps", "3", "--seed", "7",
+            "--batch-size", "2", "--crop", "64", "-o", str(out)]
+    assert _cli(monkeypatch, args) == 0
+    printed = capsys.readouterr()
+    assert "held-out pixel F1" in printed.out and "object F1" in printed.out
+    side = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert side["seed"] == 7 and side["init"]["spec"] == "shipped" and len(side["init"]["sha256"]) == 64
+    assert "--labels" in side["training_command"] and side["data"]["labels"]["name"] == "2023图斑.shp"
+    assert len(side["data"]["before"]["sha256"]) == 64 and side["bands"] == ["red", "green", "blue"]
+    held = side["held_out"]
+    assert held["init"]["pixel"]["tp"] + held["init"]["pixel"]["fn"] > 0  # the holdout holds labelled change
+    assert set(held["finetuned"]["object"]) >= {"precision", "recall", "f1"}
+
+    from models import load_model
+    from models.errors import WeightsError
+
+    m = load_model(out)
+    assert m.info.version.endswith(side["version"].split("+")[1]) and m.info.extra["sha256"] == side["sha256"]
+    # detect with it, as `soilwatch detect --model mymodel.pt` does
+    from detector.pipeline import DetectOptions, detect_pair
+
+    res = detect_pair(bureau["before"], bureau["after"], None, options=DetectOptions(model=str(out)))
+    assert res.model.startswith("changenet@")
+    assert _cli(monkeypatch, args) == 2  # exists: no overwrite
+    blob = bytearray(out.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte
+    out.write_bytes(bytes(blob))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_model(out)
+
+
+def test_few_steps_lower_the_loss(bureau: dict[str, Path]) -> None:
+    """From an untrained decoder (random init written as a weights file) the loss must fall clearly."""
+    from models.changenet import build_network, save_weights
+
+    net, _ = build_network(pretrained=False)
+    init = bureau["dir"] / "random.pt"
+    save_weights(net, init, {"name": "changenet", "version": "random", "threshold": 0.5, "resolution_m": [0.5, 10]})
+    cfg = FinetuneConfig(steps=40, batch_size=4, crop=64, lr=3e-3, warmup=2, freeze_blocks=0, seed=0, log_every=10)
+    res = finetune(bureau["before"], bureau["after"], bureau["labels"], bureau["dir"] / "ft.pt", init=init, cfg=cfg)
+    first, last = np.mean(res.losses[:8]), np.mean(res.losses[-8:])
+    assert last < first - 0.1, (first, last)
+    assert res.scores_init is None and json.loads((bureau["dir"] / "ft.json").read_text())["held_out"] is None
+
+
+# -- bad inputs -----------------------------------------------------------------------------------
+def test_labels_that_miss_the_images(bureau: dict[str, Path], model: object) -> None:
+    far = write_labels(bureau["dir"] / "far.shp", [_square_m(0, 0, 20, 20, dx=50_000)])
+    with pytest.raises(BureauDataError, match=r"far\.shp.*overlaps the images.*\.prj"):
+        load_scene(bureau["before"], bureau["after"], far, model=model)
+
+
+def test_labels_without_or_with_unusable_crs(bureau: dict[str, Path], model: object) -> None:
+    no_prj = write_labels(bureau["dir"] / "noprj.shp", [_square_m(*SQUARES[0])], crs=GK_CRS)
+    no_prj.with_suffix(".prj").unlink()
+    with pytest.raises(BureauDataError, match=r"noprj\.shp.*no coordinate reference system.*\.prj"):
+        load_scene(bureau["before"], bureau["after"], no_prj, model=model)
+    local = ('LOCAL_CS["arbitrary",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    loc = write_labels(bureau["dir"] / "local.shp", [box(0, 0, 10, 10)], crs=local, src_crs=local)
+    with pytest.raises(BureauDataError, match=r"cannot reproject .*local\.shp"):
+        load_scene(bureau["before"], bureau["after"], loc, model=model)
+    # metres labelled as degrees: reprojection gives no finite coordinates
+    wrong = write_labels(bureau["dir"] / "wrong.shp", [_square_m(*SQUARES[0])], crs="EPSG:4326", src_crs="EPSG:4326")
+    with pytest.raises(BureauDataError, match=r"wrong\.shp.*cannot be reprojected"):
+        load_scene(bureau["before"], bureau["after"], wrong, model=model)
+
+
+def test_empty_missing_and_not_vector_label_files(bureau: dict[str, Path], model: object) -> None:
+    empty = bureau["dir"] / "empty.gpkg"
+    gpd.GeoDataFrame({"图斑编号": []}, geometry=[], crs=GK_CRS).to_file(empty, engine="pyogrio")
+    with pytest.raises(BureauDataError, match=r"empty\.gpkg.*no features"):
+        load_scene(bureau["before"], bureau["after"], empty, model=model)
+    with pytest.raises(BureauDataError, match=r"missing\.shp.*does not exist"):
+        load_scene(bureau["before"], bureau["after"], bureau["dir"] / "missing.shp", model=model)
+    with pytest.raises(BureauDataError, match=r"2023-06-01\.tif.*as vector data"):
+        load_scene(bureau["before"], bureau["after"], bureau["before"], model=model)
+
+
+def test_bands_the_init_model_lacks(bureau: dict[str, Path], model: object) -> None:
+    two = write_tif(bureau["dir"] / "two.tif", np.zeros((2, SIZE, SIZE), np.uint8), order="gray")
+    with pytest.raises(BureauDataError, match=r"two\.tif.*init model.*--bands"):
+        load_scene(two, bureau["after"], bureau["labels"], model=model)
+    with pytest.raises(BureauDataError, match=r"init model.*--bands"):
+        load_scene(bureau["before"], bureau["after"], bureau["labels"], model=model, bands_before="red,green,nir=1,2,3")
+
+
+def test_cli_errors_are_one_line(
+    bureau: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    far = write_labels(bureau["dir"] / "far.shp", [_square_m(0, 0, 20, 20, dx=50_000)])
+    base = ["train", "--before", str(bureau["before"]), "--after", str(bureau["after"])]
+    out = str(bureau["dir"] / "x.pt")
+    capsys.readouterr()  # drop the Shapefile writer's warnings about cut field names
+    assert _cli(monkeypatch, [*base, "--labels", str(far), "-o", out]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "far.shp" in err and "overlaps" in err
+    assert _cli(monkeypatch, [*base, "-o", out]) == 2  # --labels missing
+    assert "--labels" in capsys.readouterr().err
+    assert _cli(monkeypatch, [*base, "--labels", str(bureau["labels"]), "--config", "x.yaml", "-o", out]) == 2
+    assert _cli(monkeypatch, [*base, "--labels", str(bureau["labels"]), "--crop", "50", "-o", out]) == 2
+    assert _cli(monkeypatch, [*base, "--labels", str(bureau["labels"]), "--init", "baseline", "-o", out]) == 1
+    assert "baseline" in capsys.readouterr().err
+    assert not Path(out).exists()
+
+
+# -- real data ------------------------------------------------------------------------------------
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_oscd_finetune_is_not_worse_on_the_holdout(tmp_path: Path) -> None:
+    """Fine-tune on the western 70 % of OSCD beihai (labels as a bureau-style GBK Shapefile in UTM), score the
+    eastern 30 %: pixel F1 of the fine-tuned model within a small tolerance of the init model's, or better."""
+    root = shared_data()
+    if root is None or not (root / "oscd_s2" / "A" / "beihai.tif").is_file():
+        pytest.skip("real data not found (oscd_s2/beihai); set SOILWATCH_SHARED_DATA to the shared/data folder")
+    from training.bureau_demo import labels_to_shapefile
+
+    d = root / "oscd_s2"
+    shp = tmp_path / "beihai图斑.shp"
+    assert labels_to_shapefile(d / "label" / "beihai.png", d / "A" / "beihai.tif", shp) > 50
+    cfg = FinetuneConfig(steps=40, batch_size=4, seed=0)
+    res = finetune(d / "A" / "beihai.tif", d / "B" / "beihai.tif", shp, tmp_path / "b.pt", holdout="east:0.3", cfg=cfg)
+    before, after = res.scores_init["pixel"]["f1"], res.scores_finetuned["pixel"]["f1"]
+    assert before is not None and before > 0.2, before  # the shipped model finds beihai's changes at all
+    assert after >= before - 0.05, (before, after)
