@@ -151,8 +151,8 @@ def write_transaction_open(url: str) -> bool:
             conn.close()
     engine = create_engine(url, poolclass=NullPool)
     try:
-        with engine.connect() as conn:
-            busy = conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        with engine.connect() as pg:
+            busy = pg.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                     "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"))  # fmt: skip
     finally:
         engine.dispose()
