@@ -8,8 +8,9 @@ or with ``--database-url postgresql+psycopg://…`` a new database ``sw_load_<ra
 server and dropped at the end (``--keep`` keeps it) — migrated and seeded with the two districts and
 six users of ``tests/service/conftest.py``, ``--projects`` approved projects (default 300) and
 ``--patches`` synthetic patches (default 20,000) by Core inserts (:mod:`benchmarks.seed`). Then the real
-``soilwatch serve --no-upgrade`` (one uvicorn process) starts on 127.0.0.1; two ``--tile-px`` GeoTIFF
-tiles (default 1,024 px, 4 bands, 1 m, EPSG:4548 near 蓟州区, the scan tests' field scene) are uploaded
+``soilwatch serve --no-upgrade`` (one uvicorn process, or ``--workers N``) starts on 127.0.0.1; two
+``--tile-px`` GeoTIFF tiles (default 1,024 px, 4 bands, 1 m, EPSG:4548 near 蓟州区, the scan tests' field
+scene) are uploaded
 through ``POST /imagery``, ``--chip-patches`` (default 300) more patches are put inside their footprint
 with their dates (so chips can be cut), and a scan of the pair is queued through ``POST /scans``; each
 time it finishes another one is queued, so a scan runs during the whole load.
@@ -96,6 +97,7 @@ class LoadOptions:
     chip_patches: int = 300
     tile_px: int = 1024
     think_ms: float = 0.0
+    workers: int = 1  # API processes (soilwatch serve --workers)
     database_url: str | None = None  # None: a fresh SQLite file under out_dir
     seed: int = 5
     scan: bool = True
@@ -313,11 +315,16 @@ async def _run(state: _State, opts: LoadOptions, pair: tuple[int, int] | None) -
 
 # ----------------------------------------------------------------------------------------------- report
 def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+    """CPU seconds (user + system) of ``pid`` and its child processes (``--workers``), from /proc."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _summary(samples: Sequence[_Sample]) -> dict:
@@ -349,7 +356,7 @@ def run_load(opts: LoadOptions) -> dict:
         insert_patches(url, opts.patches, rng)
         seed_s = time.perf_counter() - t0
         data_dir = opts.out_dir / "data"
-        server, base = start_server(url, data_dir, log=opts.out_dir / "server.log")
+        server, base = start_server(url, data_dir, log=opts.out_dir / "server.log", workers=opts.workers)
         before_id, after_id, bounds = _upload_tiles(base, tokens["supervisor"], opts.out_dir / "tiles", opts.tile_px)
         if opts.chip_patches:
             insert_patches(url, opts.chip_patches, rng, start=opts.patches, region=("120225", bounds),
@@ -400,6 +407,7 @@ def format_report(report: dict) -> str:
     failures = f" (failures: {'; '.join(report['scan_failures'])})" if report["scan_failures"] else ""
     lines = [
         f"# Load: {o['clients']} clients x {o['duration_s']:.0f} s, {report['database']}, "
+        f"{o['workers']} API process{'es' if o['workers'] > 1 else ''}, "
         f"{o['patches']:,} + {o['chip_patches']} patches, {o['projects']} projects\n",
         f"Python {report['python']}, {report['cpus']} CPUs, {report['date']}; seeding {report['seed_s']:.0f} s; "
         f"{report['throughput_rps']:.1f} req/s; server CPU {report['server_cpu_s']:.0f} s in {report['wall_s']:.0f} s; "
@@ -432,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--chip-patches", type=int, default=defaults.chip_patches)
     parser.add_argument("--tile-px", type=int, default=defaults.tile_px)
     parser.add_argument("--think-ms", type=float, default=0.0, help="pause after each action")
+    parser.add_argument("--workers", type=int, default=1, help="API processes (soilwatch serve --workers)")
     parser.add_argument("--database-url", help="a PostgreSQL server: a new database is made on it (default SQLite)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-scan", action="store_true", help="no scan during the load")
@@ -441,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     opts = LoadOptions(
         clients=args.clients, duration_s=args.duration, patches=args.patches, projects=args.projects,
-        chip_patches=args.chip_patches, tile_px=args.tile_px, think_ms=args.think_ms,
+        chip_patches=args.chip_patches, tile_px=args.tile_px, think_ms=args.think_ms, workers=args.workers,
         database_url=args.database_url, seed=args.seed, scan=not args.no_scan, keep=args.keep,
         out_dir=args.out_dir,
     )  # fmt: skip

@@ -252,15 +252,15 @@ def pct(values: Sequence[float], q: float) -> float:
 
 
 def start_server(url: str, data_dir: Path, *, port: int | None = None, timeout_s: float = 60.0,
-                 log: Path | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
-    """``soilwatch serve --no-upgrade`` on 127.0.0.1 for ``url``; returns the process and the API base URL
-    once ``/health`` answers. Its log goes to ``log`` (default: discarded)."""
+                 log: Path | None = None, workers: int = 1) -> tuple[subprocess.Popen, str]:  # fmt: skip
+    """``soilwatch serve --no-upgrade [--workers N]`` on 127.0.0.1 for ``url``; returns the process and the
+    API base URL once ``/health`` answers. Its log goes to ``log`` (default: discarded)."""
     port = port or free_port()
     env = {**os.environ, "SOILWATCH_DATABASE_URL": url, "SOILWATCH_DATA_DIR": str(data_dir)}
     out = log.open("ab") if log else subprocess.DEVNULL
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("soilwatch")), "serve", "--no-upgrade", "--host", "127.0.0.1",
-         "--port", str(port)],
+         "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
         env=env, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/api/v1"
