@@ -63,7 +63,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     exc = cast(StarletteHTTPException, exc)
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code) or _phrase(exc.status_code)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+    title = titles.get(exc.status_code) or _phrase(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}; see /docs for the API"

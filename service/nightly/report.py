@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.config import Settings
+from service.exports import neutralise_formula
 from service.models import District, NightlyJob, Patch, ScanUnit
 from service.vocab import CATEGORY_LABELS, Category
 
@@ -89,7 +90,7 @@ def _write_counts(path: Path, counts: dict[tuple[str, str], list[float]], names:
         w = csv.writer(f)
         w.writerow(["district_code", "district", "category", "类别", "patches", "area_m2"])
         for (d, c), (n, a) in sorted(counts.items()):
-            w.writerow([d, names.get(d, ""), c, _label(c), int(n), f"{a:.1f}"])
+            w.writerow([neutralise_formula(d), neutralise_formula(names.get(d, "")), c, _label(c), int(n), f"{a:.1f}"])
 
 
 def _write_suspected(path: Path, patches: list[Patch], names: dict[str, str]) -> None:
@@ -98,10 +99,13 @@ def _write_suspected(path: Path, patches: list[Patch], names: dict[str, str]) ->
         w.writerow(["patch_code", "priority", "category", "类别", "change_type", "district_code", "district",
                     "area_m2", "area_mu", "lon", "lat", "confidence", "before_date", "after_date"])  # fmt: skip
         for p in patches:
-            w.writerow([p.patch_code, p.priority, p.category, _label(p.category), p.change_type, p.district_code or "",
-                        names.get(p.district_code or "", ""), f"{p.area_m2:.1f}", f"{p.area_mu:.2f}", f"{p.lon:.6f}",
-                        f"{p.lat:.6f}", "" if p.confidence is None else f"{p.confidence:.3f}", p.before_date,
-                        p.after_date])  # fmt: skip
+            # district names come from an imported boundary file: a spreadsheet must not run them as formulas
+            code = p.district_code or ""
+            district = [neutralise_formula(code), neutralise_formula(names.get(code, ""))]
+            w.writerow([p.patch_code, p.priority, p.category, _label(p.category), p.change_type, *district,
+                        f"{p.area_m2:.1f}", f"{p.area_mu:.2f}", f"{p.lon:.6f}", f"{p.lat:.6f}",
+                        "" if p.confidence is None else f"{p.confidence:.3f}",
+                        p.before_date, p.after_date])  # fmt: skip
 
 
 def _write_markdown(path: Path, s: dict[str, Any], suspected: list[Patch], names: dict[str, str]) -> None:

@@ -257,3 +257,14 @@ def test_the_command_on_a_fresh_data_folder_needs_no_separate_db_upgrade(tmp_pat
         get_settings.cache_clear()
     assert rc == 0
     assert (tmp_path / "data" / "soilwatch.db").exists() and list((tmp_path / "reports").glob("run-*/report.md"))
+
+
+def test_report_csv_does_not_let_a_spreadsheet_run_a_district_name(tmp_path):
+    """District names come from an imported boundary file: a name that is a formula stays text."""
+    from service.nightly.report import _write_counts
+
+    _write_counts(tmp_path / "counts.csv", {("120225", "compliant"): [2, 10.0]},
+                  {"120225": '=HYPERLINK("http://x","蓟州区")'})  # fmt: skip
+    with (tmp_path / "counts.csv").open(encoding="utf-8-sig") as f:
+        row = next(csv.DictReader(f))
+    assert row["district"] == '\'=HYPERLINK("http://x","蓟州区")' and row["patches"] == "2"
