@@ -164,12 +164,16 @@ def districts_geojson(user: Reader, session: SessionDep, scope: ScopeDep) -> Res
 def imagery_tile(
     user: Reader,
     imagery: OwnedImagery,
+    session: SessionDep,
     z: Annotated[int, Path(ge=0, le=30)],
     x: Annotated[int, Path(ge=0)],
     y: Annotated[int, Path(ge=0)],
 ) -> Response:
     """256 px RGBA PNG, true colour from the red, green and blue bands, one 2–98 % stretch per image;
     transparent outside the image and where it has no data. Zoom levels 8–22 are served."""
+    # Rendering reads only the file: give the connection back first. A map view asks for dozens of tiles at
+    # once, and on a busy machine they used to hold the whole pool while rendering (503 for everything else).
+    session.close()
     png = render_tile(imagery, z, x, y)
     if png is None:
         return Response(status_code=204, headers={"Cache-Control": "private, max-age=3600"})

@@ -1,12 +1,16 @@
 // The review map: sign-in, filters and list, the patch panel with the review form, keyboard, views.
 import { ApiError, blobUrl, download, getJson, query, request, token, whenUnauthorised } from "./api.js";
 import { applyText, getLang, setLang, t } from "./i18n.js";
-import { CATEGORY_COLOURS, ReviewMap } from "./map.js";
+import { CATEGORY_COLOURS, ReviewMap, ZONE_COLOURS } from "./map.js";
 import { escape, loadStats, statsQuery } from "./stats.js";
 
 const $ = (id) => document.getElementById(id);
 const FORMATS = ["geojson", "gpkg", "shp", "kml", "csv"];
-const state = { me: null, imagery: [], features: [], order: [], current: null, etag: null, map: null };
+const state = {
+  me: null, imagery: [], features: [], order: [], current: null, etag: null, map: null,
+  zones: new Map(), assignees: new Map(), thumbs: [],
+};
+const MANAGERS = ["supervisor", "admin"]; // may assign patches (PATCH /patches/{id})
 
 // --- sign-in ---------------------------------------------------------------------------------------------
 async function signIn(value) {
@@ -42,9 +46,9 @@ function signOut(problem) {
 // --- start-up: districts, imagery, layers ------------------------------------------------------------------
 async function start() {
   if (!state.map) state.map = new ReviewMap($("map"), { onPick: (id) => openPatch(id).catch(report) });
-  const [districts, imagery, boundaries, projects] = await Promise.all([
+  const [districts, imagery, boundaries, projects, zones] = await Promise.all([
     getJson("/districts"), getJson("/imagery?limit=500"), getJson("/map/districts.geojson"),
-    getJson("/map/projects.geojson"),
+    getJson("/map/projects.geojson"), getJson("/map/priority-zones.geojson"),
   ]);
   for (const select of document.querySelectorAll("select[name=district]")) {
     select.length = 1;
@@ -62,10 +66,23 @@ async function start() {
   showImagery();
   state.map.setLayer("districts", boundaries);
   state.map.setLayer("projects", projects);
+  showZones(zones);
   await loadPatches();
   state.map.fitLayers();
   renderExports($("list-exports"), () => listFilters());
   renderExports($("stats-exports"), () => statsQuery($("stats-filters")).exportFilters);
+}
+
+/** The priority-zone layer, the zone filter's options and the names the list and the panel show. */
+function showZones(collection) {
+  state.zoneCollection = collection;
+  state.zones = new Map(collection.features.map((f) => [f.properties.id, f.properties]));
+  const select = $("filters").elements.priority_zone;
+  const chosen = select.value;
+  select.length = 2; // 全部, 任一重点区域
+  for (const zone of state.zones.values()) select.add(new Option(`${zone.name} (${t(`zone.${zone.kind}`)})`, zone.id));
+  select.value = chosen;
+  state.map.setLayer("zones", collection);
 }
 
 function imageryById(id) { return state.imagery.find((row) => String(row.id) === String(id)) || null; }
@@ -80,6 +97,7 @@ function listFilters() {
   const mu = parseFloat(data.min_area_mu);
   return {
     district: data.district, category: data.category, review_status: data.review_status,
+    priority_zone: data.priority_zone,
     after_from: data.after_from, after_to: data.after_to,
     min_area_m2: Number.isFinite(mu) && mu > 0 ? (mu * 666.67).toFixed(1) : "",
   };
@@ -114,11 +132,19 @@ function renderList() {
     const status = p.verdict ? t(`v.${p.verdict}`) : t(`st.${p.review_status}`);
     item.innerHTML = `<span class="swatch" style="background:${CATEGORY_COLOURS[p.category] || "#888"}"></span>`
       + `<span class="code">${escape(p.patch_code)}</span><span class="cat">${escape(t(`cat.${p.category}`))}</span>`
-      + `<span class="meta">${p.area_mu.toFixed(1)} ${getLang() === "en" ? "mu" : "亩"} · ${escape(p.after_date || "")}</span>`
+      + `<span class="meta">${p.area_mu.toFixed(1)} ${getLang() === "en" ? "mu" : "亩"} · ${escape(p.after_date || "")}`
+      + `${zoneBadge(p.priority_zone_id)}</span>`
       + `<span class="status status-${escape(p.review_status)}">${escape(status)}</span>`;
     item.addEventListener("click", () => openPatch(p.id).catch(report));
     return item;
   }));
+}
+
+function zoneBadge(zoneId) {
+  const zone = state.zones.get(zoneId);
+  if (!zone) return "";
+  const colour = ZONE_COLOURS[zone.kind] || ZONE_COLOURS.other;
+  return ` <span class="zone-badge" style="color:${colour}" title="${escape(zone.name)}">◆ ${escape(t(`zone.${zone.kind}`))}</span>`;
 }
 
 function step(delta) {
@@ -147,6 +173,7 @@ async function openPatch(id) {
   $("panel-body").hidden = false;
   $("conflict").hidden = true;
   $("review-msg").textContent = "";
+  $("assign-msg").textContent = "";
   renderPatch(patch);
   restoreDraft(patch.id);
   state.map.select(id);
@@ -183,7 +210,9 @@ function renderPatch(p) {
     ["a.outside", p.outside_area_m2 == null ? null : `${p.outside_area_m2.toFixed(0)} m² (${Math.round(p.outside_share * 100)}%)`],
     ["a.nearest", p.nearest_distance_m == null ? null : `${p.nearest_distance_m.toFixed(0)} m`],
     ["a.status", t(`st.${p.review_status}`)], ["a.verdict", p.verdict ? t(`v.${p.verdict}`) : null],
-    ["a.priority", p.priority], ["a.centroid", `${p.lon.toFixed(5)}, ${p.lat.toFixed(5)}`],
+    ["a.priority", p.priority],
+    ["a.zones", (p.priority_zones || []).map((z) => `${z.name}（${t(`zone.${z.kind}`)} +${z.weight}）`).join("；")],
+    ["a.assignee", assigneeName(p)], ["a.centroid", `${p.lon.toFixed(5)}, ${p.lat.toFixed(5)}`],
   ];
   $("p-attrs").innerHTML = rows.filter(([, v]) => v !== null && v !== undefined && v !== "")
     .map(([k, v]) => `<dt>${t(k)}</dt><dd>${escape(v)}</dd>`).join("");
@@ -192,6 +221,68 @@ function renderPatch(p) {
       + p.matches.map((m) => `<tr><td>${escape(m.project_name || "")} <small>${escape(m.project_code || "")}</small></td>`
         + `<td>${m.overlap_area_m2.toFixed(0)}</td><td>${Math.round(m.overlap_share * 100)}%</td></tr>`).join("")
     : `<tr><td>${t("p.nomatch")}</td></tr>`;
+  renderAssign(p).catch(report);
+}
+
+// --- assignment (supervisors, admins) ---------------------------------------------------------------------
+function assigneeName(p) {
+  if (p.assignee_id == null) return null;
+  const known = state.assignees.get(p.district_code)?.find((u) => u.id === p.assignee_id);
+  if (known) return `${known.name} (${known.role})`;
+  return p.assignee_id === state.me?.id ? state.me.name : `${t("h.user")} #${p.assignee_id}`;
+}
+
+async function assigneesOf(district) {
+  if (!state.assignees.has(district)) {
+    state.assignees.set(district, (await getJson(`/districts/${encodeURIComponent(district)}/assignees`)).data);
+  }
+  return state.assignees.get(district);
+}
+
+async function renderAssign(p) {
+  const box = $("assign");
+  box.hidden = !MANAGERS.includes(state.me?.role) || !p.district_code;
+  if (box.hidden) return;
+  const users = await assigneesOf(p.district_code);
+  if (state.current?.id !== p.id) return; // another patch was opened meanwhile
+  const select = $("assignee");
+  // after a conflict the patch is reloaded: keep the user the supervisor had picked, not the stored one
+  const kept = state.keptAssignee?.patch === p.id ? state.keptAssignee.user : p.assignee_id;
+  select.replaceChildren(new Option(t("as.pick"), ""),
+    ...users.map((u) => new Option(`${u.name} (${u.role})`, u.id, false, u.id === kept)));
+  const row = [...$("p-attrs").querySelectorAll("dt")].find((dt) => dt.textContent === t("a.assignee"));
+  if (row) row.nextElementSibling.textContent = assigneeName(p); // now that the names are known
+}
+
+async function submitAssign(event) {
+  event.preventDefault();
+  const patch = state.current;
+  const chosen = Number($("assignee").value);
+  const msg = $("assign-msg");
+  if (!patch || !chosen) { msg.textContent = t("as.pick"); return; }
+  $("assign-save").disabled = true;
+  try {
+    const response = await request(`/patches/${patch.id}`, {
+      method: "PATCH", raw: true, headers: { "If-Match": state.etag }, body: { assignee_id: chosen },
+    });
+    state.current = await response.json();
+    state.etag = response.headers.get("ETag");
+    state.keptAssignee = null;
+    renderPatch(state.current);
+    msg.textContent = t("as.done", { name: assigneeName(state.current) });
+    await Promise.all([loadHistory(patch.id), loadPatches()]);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 412) {
+      state.keptAssignee = { patch: patch.id, user: chosen };
+      const fresh = await fetchPatch(patch.id);
+      state.current = fresh.patch;
+      state.etag = fresh.etag;
+      renderPatch(fresh.patch);
+      msg.textContent = t("as.conflict");
+    } else msg.textContent = t("err") + err.message;
+  } finally {
+    $("assign-save").disabled = false;
+  }
 }
 
 async function loadChips(id) {
@@ -214,14 +305,37 @@ async function loadHistory(id) {
   const who = (userId) => (userId == null ? t("h.system") : `${t("h.user")} #${userId}`);
   const items = [
     ...history.reviews.map((r) => ({ at: r.created_at, text: `${who(r.reviewer_id)}: ${t(`v.${r.verdict}`)}`
-      + (r.note ? ` — ${r.note}` : "") + (r.photos.length ? ` 📷${r.photos.length}` : "") })),
+      + (r.note ? ` — ${r.note}` : ""), photos: r.photos })),
     ...history.data.filter((e) => e.action !== "reviewed").map((e) => ({ at: e.at,
-      text: `${who(e.user_id)}: ${e.action}${e.reason ? ` — ${e.reason}` : ""}` })),
+      text: `${who(e.user_id)}: ${e.action}${e.reason ? ` — ${e.reason}` : ""}`, photos: [] })),
   ].sort((a, b) => b.at.localeCompare(a.at));
   $("p-history").innerHTML = items.length
-    ? items.map((i) => `<li><time>${escape(i.at.slice(0, 16).replace("T", " "))}</time> ${escape(i.text)}</li>`).join("")
+    ? items.map((i) => `<li><time>${escape(i.at.slice(0, 16).replace("T", " "))}</time> ${escape(i.text)}`
+      + (i.photos.length ? `<span class="thumbs">${i.photos.map(thumbSlot).join("")}</span>` : "") + "</li>").join("")
     : `<li class="muted">${t("h.empty")}</li>`;
   state.history = history;
+  loadThumbs(id);
+}
+
+/** A placeholder for a field photo (``photo:<name>``) of the history; :func:`loadThumbs` fills it. */
+function thumbSlot(ref) {
+  const name = String(ref).replace(/^photo:/, "");
+  return `<a class="thumb" data-photo="${escape(name)}" target="_blank" rel="noopener" title="${escape(t("h.photo"))}">`
+    + `<img alt="${escape(t("h.photo"))}"></a>`;
+}
+
+/** Photos need the token, which an <img src> cannot send: fetch each as a blob URL (like the chips). */
+function loadThumbs(id) {
+  for (const url of state.thumbs.splice(0)) URL.revokeObjectURL(url);
+  for (const link of $("p-history").querySelectorAll("a.thumb")) {
+    blobUrl(`/patches/${id}/photos/${encodeURIComponent(link.dataset.photo)}`).then((url) => {
+      if (!url) { link.classList.add("missing"); return; }
+      if (state.current?.id !== id || !link.isConnected) { URL.revokeObjectURL(url); return; }
+      state.thumbs.push(url);
+      link.href = url;
+      link.querySelector("img").src = url;
+    });
+  }
 }
 
 // --- the review form, drafts, conflicts ------------------------------------------------------------------
@@ -385,6 +499,7 @@ function wire() {
   $("lang").addEventListener("click", () => {
     setLang(getLang() === "en" ? "zh" : "en");
     if (!$("app").hidden) {
+      if (state.zoneCollection) showZones(state.zoneCollection); // option labels name the kinds
       renderList();
       state.map.relabel();
       if (state.current) { renderPatch(state.current); renderPhotoRefs(); loadHistory(state.current.id); }
@@ -399,6 +514,7 @@ function wire() {
   for (const id of ["img-before", "img-after"]) $(id).addEventListener("change", showImagery);
   $("img-mode").addEventListener("change", (e) => state.map.setMode(e.target.value));
   $("review").addEventListener("submit", submitReview);
+  $("assign-form").addEventListener("submit", submitAssign);
   $("review").addEventListener("input", saveDraft);
   document.addEventListener("keydown", onKey);
   if (token.get()) signIn(token.get());

@@ -1,11 +1,17 @@
-// The Leaflet map: before/after imagery tiles with a swipe, district boundaries, projects and patches.
+// The Leaflet map: before/after imagery tiles with a swipe, district boundaries, priority zones, projects and patches.
 import { blobUrl, token } from "./api.js";
 import { t } from "./i18n.js";
+import { escape } from "./stats.js";
 
 /* global L */
 export const CATEGORY_COLOURS = {
   suspected_unapproved: "#d7301f", suspected_out_of_bounds: "#f28e2b", suspected_relocated: "#8e5ab5",
   compliant: "#2e9d4a", too_small: "#8c8c8c",
+};
+/** Priority zones (重点监管区域) by kind: outlines only, so the imagery and the patches stay readable. */
+export const ZONE_COLOURS = {
+  water_source: "#0077c8", ecological_red_line: "#c2185b", nature_reserve: "#2e7d32", river_corridor: "#00838f",
+  steep_slope: "#8d6e63", geohazard: "#ef6c00", other: "#6a1b9a",
 };
 const VERDICT_COLOURS = {
   confirmed_violation: "#7a0000", compliant: "#1b7837", not_construction: "#2166ac", false_detection: "#555555",
@@ -53,6 +59,11 @@ export class ReviewMap {
     this.mode = "swipe";
     this.ratio = 0.5;
     this.districts = L.geoJSON(null, { style: { color: "#1f5fbf", weight: 2, dashArray: "8 6", fill: false } });
+    this.zones = L.geoJSON(null, {
+      style: (f) => ({ color: ZONE_COLOURS[f.properties.kind] || ZONE_COLOURS.other, weight: 2, dashArray: "10 4 2 4",
+        fillColor: ZONE_COLOURS[f.properties.kind] || ZONE_COLOURS.other, fillOpacity: 0.06 }),
+      onEachFeature: (f, layer) => layer.bindTooltip(zoneLabel(f.properties), { sticky: true }),
+    });
     this.projects = L.geoJSON(null, {
       style: (f) => ({ color: "#1a7f37", weight: 1.5, fillColor: "#4caf50", fillOpacity: 0.12,
         dashArray: f.properties.vector_type === "schematic" ? "4 4" : null }),
@@ -65,7 +76,7 @@ export class ReviewMap {
         layer.on("click", () => this.onPick(f.properties.id));
       },
     });
-    for (const layer of [this.districts, this.projects, this.patches]) layer.addTo(this.map);
+    for (const layer of [this.districts, this.zones, this.projects, this.patches]) layer.addTo(this.map);
     this.layerControl = L.control.layers(null, {}, { collapsed: false }).addTo(this.map);
     this.legend = L.control({ position: "bottomright" });
     this.legend.onAdd = () => L.DomUtil.create("div", "legend");
@@ -77,14 +88,23 @@ export class ReviewMap {
 
   relabel() {
     const control = this.layerControl;
-    for (const layer of [this.patches, this.projects, this.districts]) control.removeLayer(layer);
+    for (const layer of [this.patches, this.projects, this.zones, this.districts]) control.removeLayer(layer);
     control.addOverlay(this.patches, t("layer.patches"));
     control.addOverlay(this.projects, t("layer.projects"));
+    control.addOverlay(this.zones, t("layer.zones"));
     control.addOverlay(this.districts, t("layer.districts"));
     const rows = Object.entries(CATEGORY_COLOURS)
       .map(([code, colour]) => `<div><i style="background:${colour}"></i>${t(`cat.${code}`)}</div>`).join("");
+    // Zone kinds only when the layer has some: most districts have a few kinds, not all seven.
+    const kinds = new Set();
+    this.zones.eachLayer((layer) => kinds.add(layer.feature.properties.kind));
+    const zoneRows = [...kinds].sort().map((kind) => `<div class="zone-kind" data-kind="${escape(kind)}">`
+      + `<i class="zone" style="border-color:${ZONE_COLOURS[kind] || ZONE_COLOURS.other}"></i>${escape(t(`zone.${kind}`))}</div>`)
+      .join("");
     this.legend.getContainer().innerHTML = `<strong>${t("legend.title")}</strong>${rows}`
-      + `<div><i class="dash"></i>${t("legend.unreviewed")}</div><div><i class="solid"></i>${t("legend.reviewed")}</div>`;
+      + `<div><i class="dash"></i>${t("legend.unreviewed")}</div><div><i class="solid"></i>${t("legend.reviewed")}</div>`
+      + (zoneRows ? `<strong>${t("legend.zones")}</strong>${zoneRows}` : "");
+    this.zones.eachLayer((layer) => layer.setTooltipContent(zoneLabel(layer.feature.properties)));
     this.patches.eachLayer((layer) => layer.setTooltipContent(
       `${layer.feature.properties.patch_code} · ${t(`cat.${layer.feature.properties.category}`)}`));
     this.labelSwipe();
@@ -174,6 +194,7 @@ export class ReviewMap {
     const layer = this[name];
     layer.clearLayers();
     if (collection) layer.addData(collection);
+    if (name === "zones") { layer.bringToBack(); this.relabel(); } // the legend lists the kinds present
   }
 
   select(id) {
@@ -193,6 +214,12 @@ export class ReviewMap {
       if (bounds.isValid()) { this.map.fitBounds(bounds, { padding: [30, 30], maxZoom: 17 }); return; }
     }
   }
+}
+
+/** "于桥水库水源保护区 · 水源保护区 +50": a zone's name, kind and the priority it adds (HTML-escaped: names come
+ * from imported files). */
+export function zoneLabel(props) {
+  return escape(`${props.name} · ${t(`zone.${props.kind}`)} +${props.weight}`);
 }
 
 function bboxOf(geometry) {

@@ -74,6 +74,8 @@ def _seed(live: Live, folder: Path) -> None:
         live.before_id, live.after_id = ids
         api.post("/api/v1/projects/import", files={"file": ("projects.geojson", world.projects_geojson())}
                  ).raise_for_status()  # fmt: skip
+        api.post("/api/v1/priority-zones/import", files={"file": ("zones.geojson", world.zones_geojson())}
+                 ).raise_for_status()  # fmt: skip
     engine = make_engine(live.settings)
     with session_scope(make_sessionmaker(engine)) as session:
         live.patch_ids = [p.id for p in ingest_detections(session, live.settings, world.patch_frame())]

@@ -183,3 +183,101 @@ def test_exports_and_statistics(kit):
         page.click("#stats-exports button[data-format=csv]")
     assert len(list(csv.DictReader(io.StringIO(info.value.path().read_text(encoding="utf-8-sig"))))) == 5
     kit.shot("2-statistics")
+
+
+def test_priority_zones_on_the_map_in_the_list_and_the_panel(kit):
+    from tests.service.web import world
+
+    page, live = kit.page, kit.live
+    kit.sign_in("inspector")
+    with live.api("viewer") as api:
+        inside = api.get("/api/v1/patches", params={"priority_zone": "any"}).json()["data"]
+    assert len(inside) == 1 and inside[0]["priority"] == 80  # 疑似未批先建 30 + 水源保护区 50
+    overlays = page.locator(".leaflet-control-layers-overlays label")
+    assert "重点区域" in overlays.all_text_contents()[2]
+    legend = page.text_content(".legend")
+    assert "重点区域" in legend and "水源保护区" in legend and "陡坡" in legend
+    paths = page.locator(".leaflet-overlay-pane path").count()
+    assert paths >= 5 + 3 + 2 + 1  # patches, projects, zones, district
+    first = page.locator("#list li").first  # the zone lifts the smaller unapproved patch to the top
+    assert int(first.get_attribute("data-id")) == inside[0]["id"]
+    assert first.locator(".zone-badge").text_content().strip() == "◆ 水源保护区"
+    first.click()
+    page.wait_for_function(f"document.querySelector('#p-attrs').textContent.includes({json.dumps(world.ZONE_NAME)})")
+    assert "水源保护区 +50" in page.text_content("#p-attrs")
+    kit.shot("1-zone")
+
+    page.select_option("#filters select[name=priority_zone]", "any")
+    page.wait_for_function("document.querySelectorAll('#list li').length === 1")
+    page.select_option("#filters select[name=priority_zone]", label=f"{world.ZONE_NAME} (水源保护区)")
+    page.wait_for_function("document.querySelectorAll('#list li').length === 1")
+    page.select_option("#filters select[name=priority_zone]", "")
+    page.wait_for_function("document.querySelectorAll('#list li').length === 5")
+
+    overlays.filter(has_text="重点区域").locator("input").uncheck()  # the layer can be switched off
+    page.wait_for_function(f"document.querySelectorAll('.leaflet-overlay-pane path').length === {paths - 2}")
+    overlays.filter(has_text="重点区域").locator("input").check()
+    page.click("#lang")
+    assert "Priority zones" in page.text_content(".leaflet-control-layers-overlays")
+    assert "Water source" in page.text_content(".legend") and "Water source +50" in page.text_content("#p-attrs")
+    kit.shot("2-english")
+    page.click("#lang")
+
+
+def test_field_photos_show_as_thumbnails_in_the_history(kit):
+    from tests.service.web import world
+
+    page, live = kit.page, kit.live
+    target = live.patch_ids[4]
+    with live.api("inspector") as api:
+        photo = api.post(f"/api/v1/patches/{target}/photos", files={"file": ("现场.png", world.png_bytes())}).json()
+        etag = api.get(f"/api/v1/patches/{target}").headers["ETag"]
+        body = {"verdict": "confirmed_violation", "note": "照片为证", "photos": [photo["ref"]]}
+        assert api.post(f"/api/v1/patches/{target}/reviews", headers={"If-Match": etag}, json=body).status_code == 201
+    kit.sign_in("viewer")
+    _item(page, target).click()
+    page.wait_for_selector("#p-history a.thumb img[src^='blob:']")  # fetched with the token, like the chips
+    page.wait_for_function("document.querySelector('#p-history a.thumb img').naturalWidth === 2")
+    assert "照片为证" in page.text_content("#p-history")
+    assert page.get_attribute("#p-history a.thumb", "href").startswith("blob:")
+    kit.shot("1-thumbnail")
+
+
+def test_a_supervisor_assigns_the_open_patch(kit):
+    page, live = kit.page, kit.live
+    target = live.patch_ids[2]
+    with live.api("inspector") as api:
+        inspector_id = api.get("/api/v1/users/me").json()["id"]
+    kit.sign_in("supervisor")
+    _item(page, target).click()
+    page.wait_for_selector(f"#assign:not([hidden]) #assignee option[value='{inspector_id}']", state="attached")
+    options = page.locator("#assignee option").all_text_contents()
+    assert options[1:] == ["inspector (inspector)", "supervisor (supervisor)"]  # 蓟州区's, inspectors first
+    page.select_option("#assignee", label="inspector (inspector)")
+    page.click("#assign-save")
+    page.wait_for_function("document.querySelector('#assign-msg').textContent === '已分派给 inspector (inspector)。'")
+    page.wait_for_selector(f"#list li[data-id='{target}'] .status-assigned")
+    assert "inspector (inspector)" in page.text_content("#p-attrs")
+    with live.api("viewer") as api:
+        saved = api.get(f"/api/v1/patches/{target}").json()
+    assert (saved["assignee_id"], saved["review_status"]) == (inspector_id, "assigned")
+    page.wait_for_function("document.querySelector('#p-history').textContent.includes('updated')")
+    kit.shot("1-assigned")
+
+    with live.api("supervisor") as api:  # someone else changes the patch first: 412, reloaded, nothing lost
+        etag = api.get(f"/api/v1/patches/{target}").headers["ETag"]
+        changed = api.patch(
+            f"/api/v1/patches/{target}", headers={"If-Match": etag}, json={"disturbance_type": "其他扰动"}
+        )
+        assert changed.status_code == 200
+    page.select_option("#assignee", label="supervisor (supervisor)")
+    page.click("#assign-save")
+    page.wait_for_function("document.querySelector('#assign-msg').textContent.includes('别人先修改')")
+    page.click("#assign-save")  # the reloaded patch's ETag: the second try goes through
+    page.wait_for_function("document.querySelector('#assign-msg').textContent.startsWith('已分派给 supervisor')")
+
+    page.click("#signout")
+    kit.sign_in("inspector")  # inspectors see the assignment, not the controls
+    _item(page, target).click()
+    page.wait_for_function("document.querySelector('#p-attrs').textContent.includes('核查人员')")
+    assert page.is_hidden("#assign")

@@ -1,5 +1,5 @@
-"""A small review world for the map tests: two 640 px GeoTIFFs near 蓟州区, three approved projects and
-five patches (one per planted bare-soil rectangle), judged by the service's own matching.
+"""A small review world for the map tests: two 640 px GeoTIFFs near 蓟州区, three approved projects, two
+priority zones and five patches (one per planted bare-soil rectangle), judged and ranked by the service.
 
 Pixels are 1 m in CGCS2000 / Gauss–Krüger CM 117E (EPSG:4548); the seeded district 120225 covers them.
 """
@@ -16,7 +16,18 @@ from shapely.geometry import box, mapping
 
 from tests.fixtures import field_scene, write_tif
 
-__all__ = ["ORIGIN", "SQUARES", "BEFORE", "AFTER", "write_imagery", "projects_geojson", "patch_frame", "png_bytes"]
+__all__ = [
+    "ORIGIN",
+    "SQUARES",
+    "BEFORE",
+    "AFTER",
+    "ZONE_NAME",
+    "write_imagery",
+    "projects_geojson",
+    "zones_geojson",
+    "patch_frame",
+    "png_bytes",
+]
 
 ORIGIN = (512_000.0, 4_436_000.0)  # top-left easting/northing: ~40.07 N, 117.14 E
 SIZE = 640
@@ -52,6 +63,20 @@ def projects_geojson() -> bytes:
     ).to_crs(4326)  # fmt: skip
     features = [{"type": "Feature", "geometry": mapping(g), "properties": {k: row[k] for k in frame.columns[:-1]}}
                 for g, (_, row) in zip(frame.geometry, frame.iterrows(), strict=True)]  # fmt: skip
+    return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False).encode()
+
+
+#: The water-source zone around patch 3 (疑似未批先建, the smaller of the two: ranked first only thanks to it).
+ZONE_NAME = "于桥水库饮用水水源保护区"
+
+
+def zones_geojson() -> bytes:
+    """A 水源保护区 around patch 3 (+50) and a 陡坡 area that holds no patch."""
+    shapes = [(ZONE_NAME, "水源保护区", _rect(540, 40, 70, 80)), ("蓟州区某陡坡区", "陡坡", _rect(300, 300, 100, 100))]
+    frame = gpd.GeoDataFrame({"名称": [s[0] for s in shapes], "类型": [s[1] for s in shapes]},
+                             geometry=[s[2] for s in shapes], crs="EPSG:4548").to_crs(4326)  # fmt: skip
+    features = [{"type": "Feature", "geometry": mapping(g), "properties": {"名称": n, "类型": k}}
+                for g, n, k in zip(frame.geometry, frame["名称"], frame["类型"], strict=True)]  # fmt: skip
     return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False).encode()
 
 
