@@ -57,7 +57,11 @@ def patch_public(
     projects: dict[int, Project] | None = None,
     zones: list[PriorityZone] | None = None,
 ) -> PatchPublic:
-    data: dict[str, Any] = {c: getattr(patch, c) for c in PatchPublic.model_fields if hasattr(patch, c)}
+    # geometry is filled in below, and only when asked: reading it here would load a deferred geometry
+    # row by row (the list defers it)
+    data: dict[str, Any] = {
+        c: getattr(patch, c) for c in PatchPublic.model_fields if c != "geometry" and hasattr(patch, c)
+    }
     data["category_label"] = CATEGORY_LABELS.get(Category(patch.category)) if patch.category else None
     data["verdict_label"] = VERDICT_LABELS.get(Verdict(patch.verdict)) if patch.verdict else None
     data["bbox"] = [patch.min_x, patch.min_y, patch.max_x, patch.max_y]

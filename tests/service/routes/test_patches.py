@@ -184,3 +184,25 @@ def test_list_geometry_only_on_request(client, auth, add_patches):
     assert [p["geometry"] for p in _list(client, auth)["data"]] == [None, None]
     shapes = _list(client, auth, geometry="true")["data"]
     assert [p["geometry"]["type"] for p in shapes] == ["Polygon", "Polygon"]
+
+
+def test_list_queries_do_not_grow_with_the_page(client, auth, add_patches):
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    add_patches(_squares(6))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        sizes = []
+        for limit in (1, 6):
+            statements.clear()
+            assert len(_list(client, auth, limit=limit)["data"]) == limit
+            sizes.append(len(statements))
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert sizes[0] == sizes[1], statements  # no query per row (e.g. a deferred geometry read one by one)
