@@ -12,9 +12,12 @@ built around the scene's planted construction sites so that every compliance cat
 * a project approved a few hundred metres from where a site appeared → 疑似建设地点变更;
 * every other site → 疑似未批先建 (built without approval).
 
+A priority-zone file (重点监管区域) puts a 水源保护区 around one of the unapproved sites, so that its patch
+ranks first (its category's 30 plus the zone's 50).
+
 :func:`run_demo` then drives the real app in-process (the same routes, service functions and scan
 worker as ``soilwatch serve``): import districts, create users, import the list, upload the two
-tiles, scan "latest vs previous", and return the judged patches.
+tiles, import the priority zones, scan "latest vs previous", and return the judged and ranked patches.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "DemoInputs",
     "DemoResult",
     "PlantedProject",
+    "ZONE_NAME",
     "write_demo_inputs",
     "run_demo",
     "reset_demo_dir",
@@ -61,6 +65,8 @@ GK_CRS = "EPSG:4548"
 #: Settings the demo changes from the defaults (none today; the relocation distance default of 300 m
 #: suits the demo's dense project list). Printed with the serve command so the API agrees with the demo.
 DEMO_OVERRIDES: dict[str, Any] = {}
+#: The demo's priority zone: a water-source protection area drawn around one unapproved site (schematic).
+ZONE_NAME = "于桥水库饮用水水源保护区（示意）"
 
 
 class DemoError(ServiceError):
@@ -85,6 +91,8 @@ class DemoInputs:
     projects_zip: Path
     points_csv: Path
     districts: Path
+    zones: Path
+    zone_site: int  # index into spec.sites of the unapproved site inside the zone
     planted: tuple[PlantedProject, ...]
     site_polygons: dict[int, BaseGeometry] = field(repr=False)  # lon/lat
 
@@ -99,6 +107,8 @@ class DemoResult:
     import_reports: list[dict[str, Any]]
     planted: list[tuple[PlantedProject, dict[str, Any] | None]]
     seconds: float
+    zone_report: dict[str, Any] = field(default_factory=dict)
+    zone_patches: list[dict[str, Any]] = field(default_factory=list)  # inside a priority zone, by priority
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -318,6 +328,13 @@ def write_demo_inputs(
         PlantedProject(point_row["项目代码"], point_row["项目名称"], pointed, "compliant", "only a point, buffered")
     )
 
+    # Priority zones: a water-source protection area around the largest site left unapproved (schematic).
+    flagged = next(i for i in new_sites[4:] if i != moved)
+    zones = folder / "蓟州区重点监管区域.geojson"
+    zone = box(*sites[flagged].buffer(120).bounds)
+    gpd.GeoDataFrame({"名称": [ZONE_NAME], "类型": ["水源保护区"], "行政区代码": [DISTRICT[0]]}, geometry=[zone],
+                     crs=GK_CRS).to_crs("EPSG:4490").to_file(zones, driver="GeoJSON", engine="pyogrio")  # fmt: skip
+
     # District boundaries: a rough outline of 蓟州区 around the scene (schematic, not the legal boundary).
     districts = folder / "districts.geojson"
     jizhou = Polygon([(117.05, 39.92), (117.78, 39.95), (117.80, 40.25), (117.42, 40.28), (117.08, 40.20)])
@@ -330,6 +347,8 @@ def write_demo_inputs(
         projects_zip=projects_zip,
         points_csv=points_csv,
         districts=districts,
+        zones=zones,
+        zone_site=flagged,
         planted=tuple(planted),
         site_polygons={i: reproject(g, CRS.from_user_input(GK_CRS), WGS84) for i, g in sites.items()},
     )
@@ -405,6 +424,19 @@ def run_demo(
                 f"project list {path.name}: {report['created']} projects imported ({report['format']}, "
                 f"{report['encoding']}, {report['source_crs']}), {report['rejected']} rejected"
             )
+        zone_report = _check(
+            client.post(
+                "/api/v1/priority-zones/import",
+                headers=supervisor,
+                files={"file": (inputs.zones.name, inputs.zones.read_bytes())},
+            ),
+            f"importing {inputs.zones.name}",
+            201,
+        )
+        log(
+            f"priority zones {inputs.zones.name}: {zone_report['created']} imported ({zone_report['format']}), "
+            f"{zone_report['rejected']} rejected"
+        )
         for path, sensor in ((inputs.before, "GF-2 (synthetic)"), (inputs.after, "GF-2 (synthetic)")):
             body = _check(
                 client.post(
@@ -438,9 +470,25 @@ def run_demo(
             200,
         )
         listed = _check(client.get("/api/v1/projects", headers=supervisor, params={"limit": 500}), "projects", 200)
+        params = {"scan_id": scan["id"], "priority_zone": "any", "limit": 500}
+        in_zones = _check(client.get("/api/v1/patches", headers=supervisor, params=params), "zone patches", 200)
+        zone_patches = [
+            _check(client.get(f"/api/v1/patches/{p['id']}", headers=supervisor), "a zone patch", 200)
+            for p in in_zones["data"][:3]
+        ]
+    for patch in zone_patches:
+        zone = patch["priority_zones"][0]
+        log(
+            f"in priority zone {zone['name']} ({zone['kind_label']} +{zone['weight']}): {patch['patch_code']} "
+            f"{patch['category_label'] or patch['category']}, priority {patch['priority']}"
+        )
+    if in_zones["count"] > len(zone_patches):
+        more = in_zones["count"] - len(zone_patches)
+        log(f"… {more} more patches in priority zones (GET /api/v1/patches?priority_zone=any)")
     projects = {p["id"]: p for p in listed["data"]}
     planted = [(p, _patch_on(page["data"], inputs.site_polygons[p.site])) for p in inputs.planted]
-    return DemoResult(settings, tokens, scan, page["data"], projects, reports, planted, time.monotonic() - t0)
+    return DemoResult(settings, tokens, scan, page["data"], projects, reports, planted, time.monotonic() - t0,
+                      zone_report, zone_patches)  # fmt: skip
 
 
 def _patch_on(patches: list[dict[str, Any]], site: BaseGeometry) -> dict[str, Any] | None:

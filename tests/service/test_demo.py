@@ -7,7 +7,8 @@ import re
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from service.models import Patch, Project, User
+from service.demo import ZONE_NAME
+from service.models import Patch, PriorityZone, Project, User
 from soilwatch.cli import main
 
 
@@ -28,11 +29,17 @@ def test_demo_service_runs_the_whole_job_twice(tmp_path, capsys, monkeypatch):
         "http://127.0.0.1:8000/map",
         "soilwatch serve",
         "蓟州区水土保持监管清单.zip: 6 projects imported",
+        "priority zones 蓟州区重点监管区域.geojson: 1 imported",
     ):
         assert words in first, words  # fmt: skip
     planted = [line for line in first.splitlines() if " — " in line]
     assert len(planted) == 5 and all(line.endswith("as planted") for line in planted), planted
     assert len(re.findall(r"^  demo-(?:admin|supervisor|inspector) +sw_\S{20,}$", first, re.M)) == 3
+    # the unapproved site inside the water-source zone ranks first: 30 (疑似未批先建) + 50 (水源保护区)
+    zone = re.escape(f"in priority zone {ZONE_NAME} (水源保护区 +50): ")
+    zone_line = zone + r"(\S+) 疑似未批先建, priority 80$"
+    ranked = re.findall(zone_line, first, re.M)
+    assert ranked, first
 
     db = tmp_path / "data" / "demo" / "soilwatch.db"
     engine = create_engine(f"sqlite:///{db}")
@@ -40,8 +47,11 @@ def test_demo_service_runs_the_whole_job_twice(tmp_path, capsys, monkeypatch):
         patches = conn.scalar(select(func.count()).select_from(Patch))
         assert conn.scalar(select(func.count()).select_from(Project)) == 7
         assert conn.scalar(select(func.count()).select_from(User)) == 3
+        assert conn.scalar(select(func.count()).select_from(PriorityZone)) == 1
+        top = conn.execute(select(Patch.patch_code, Patch.priority_zone_id).order_by(Patch.priority.desc())).first()
     engine.dispose()
     assert patches and patches > 20
+    assert top is not None and top.priority_zone_id is not None and top.patch_code == ranked[0]
 
     # Again: the demo database is reset (same users, one scan, the same patches), the imagery reused.
     assert main(args) == 0
