@@ -20,7 +20,7 @@ sending ``--requests`` requests (default 50) back to back, cycling through a see
 (admin / district supervisor, no filter, category, district + status + min area, bbox, date range,
 pages up to offset 10,000). 5 warm-up requests first, not counted. Latency is client-side wall time
 per request. The 1-minute load average is printed before, during (mean and max of 1 s samples) and
-after the load.
+after the load, and the CPU seconds per request of the server (all its processes) and of the clients.
 
 Run: ``.venv/bin/python benchmarks/bench_patches_api.py [--patches 1000000] [--clients 20] [--requests 50]
 [--workers 1] [--reuse] [--database-url URL]``
@@ -131,6 +131,21 @@ def _size_mb(url: str) -> float:
     return size / 2**20
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its descendants (uvicorn workers), from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 class _LoadSampler(threading.Thread):
     """The 1-minute load average every second while the load runs."""
 
@@ -209,6 +224,7 @@ def main() -> None:
 
         threads = [threading.Thread(target=client, args=(p,)) for p in plans]
         load_before = os.getloadavg()[0]
+        server_cpu0, client_cpu0 = _tree_cpu_s(server.pid), time.process_time()
         sampler.start()
         t0 = time.perf_counter()
         for t in threads:
@@ -216,6 +232,7 @@ def main() -> None:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        server_cpu, client_cpu = _tree_cpu_s(server.pid) - server_cpu0, time.process_time() - client_cpu0
         sampler.done.set()
         load_after = os.getloadavg()[0]
     finally:
@@ -230,7 +247,9 @@ def main() -> None:
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; database {db_mb:,.0f} MB, filled in "
           f"{fill_s:.0f} s; load wall {wall:.1f} s, {len(results) / wall:.1f} req/s; "
           f"non-200: {len(bad)} {sorted(set(bad))}; load average (1 min) {load_before:.2f} before, "
-          f"{statistics.fmean(during):.1f} mean / {max(during):.1f} max during, {load_after:.2f} after\n")  # fmt: skip
+          f"{statistics.fmean(during):.1f} mean / {max(during):.1f} max during, {load_after:.2f} after; "
+          f"CPU per request: server {server_cpu / len(results) * 1000:.1f} ms, "
+          f"clients {client_cpu / len(results) * 1000:.1f} ms\n")  # fmt: skip
     print("| queries | requests | p50 ms | p95 ms | p99 ms | max ms | mean ms |")
     print("|---|---|---|---|---|---|---|")
 
