@@ -6,7 +6,7 @@ kept) in a Shapefile with GBK attributes (``图斑编号``, ``面积_m2``) in th
 CRS than the images (EPSG:4326). Then, per city, exactly as a bureau would run it::
 
     soilwatch train --before A/<city>.tif --after B/<city>.tif --labels <city>图斑.shp --init shipped \\
-        --holdout east:0.3 --steps 300 --seed 0 -o <workdir>/<city>.pt
+        --holdout east:0.3 --steps 100 --seed 0 -o <workdir>/<city>.pt
 
 and the held-out (eastern 30 %) pixel and object scores of the init and the fine-tuned model are
 collected into one table (markdown on stdout, JSON with ``--json``).
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="shared data folder (default: env SOILWATCH_SHARED_DATA, else ../shared/data)")
     p.add_argument("--cities", default=",".join(DEFAULT_CITIES), help="comma-separated oscd_s2 cities")
     p.add_argument("--init", default="shipped", help="'shipped' or a ChangeNet .pt file")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", default="east:0.3")
     p.add_argument("--workdir", help="keep the label files and weights here (default: a temporary folder)")
