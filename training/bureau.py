@@ -81,7 +81,7 @@ class FinetuneConfig:
     on many scenes within a few dozen steps;
     ``min_area_m2``: predicted objects below this are dropped when scoring objects (as ``soilwatch eval``)."""
 
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 8
     crop: int = 128
     lr: float = 5e-4

@@ -262,3 +262,11 @@ def test_oscd_finetune_is_not_worse_on_the_holdout(tmp_path: Path) -> None:
     before, after = res.scores_init["pixel"]["f1"], res.scores_finetuned["pixel"]["f1"]
     assert before is not None and before > 0.2, before  # the shipped model finds beihai's changes at all
     assert after >= before - 0.05, (before, after)
+
+
+def test_demo_says_when_the_shared_data_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.bureau_demo import main
+
+    assert main(["--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "shared data not found" in err and "SOILWATCH_SHARED_DATA" in err

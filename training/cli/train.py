@@ -58,7 +58,7 @@ def train_cmd(
         "data.root of the config.", file_okay=False,
     ),
     steps: int | None = typer.Option(
-        None, "--steps", help="Training steps: overrides optim.steps of a config; fine-tune default 300."
+        None, "--steps", help="Training steps: overrides optim.steps of a config; fine-tune default 100."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (windows, augmentation, torch); default: "
                                     "the config's seed, 0 for a fine-tune."),
@@ -80,7 +80,7 @@ def train_cmd(
     Example: soilwatch train --config training/configs/changenet_smoke.yaml -o /tmp/smoke.pt --overwrite
 
     Example: soilwatch train --before 2023.tif --after 2024.tif --labels 2023图斑.shp --init shipped
-    --holdout east:0.3 --steps 300 --seed 0 -o mymodel.pt
+    --holdout east:0.3 --steps 100 --seed 0 -o mymodel.pt
     """
     if device not in (None, "cpu", "cuda"):
         raise click.BadParameter(f"{device!r} is not cpu or cuda", param_hint="--device")
