@@ -18,7 +18,7 @@ Load: ``soilwatch serve --no-upgrade --workers N`` (``--workers``, default 1; th
 and a free port, as a subprocess; ``--clients`` threads (default 20), each with its own ``httpx.Client``, each
 sending ``--requests`` requests (default 50) back to back, cycling through a seeded mix of queries
 (admin / district supervisor, no filter, category, district + status + min area, bbox, date range,
-pages up to offset 10,000). 5 warm-up requests first, not counted. Latency is client-side wall time
+pages up to offset 10,000). 5 warm-up requests per server worker first, not counted. Latency is client-side wall time
 per request. The 1-minute load average is printed before, during (mean and max of 1 s samples) and
 after the load, and the CPU seconds per request of the server (all its processes) and of the clients.
 
