@@ -339,7 +339,10 @@ def _base_priority(patch: Patch) -> int:
 
 
 def _describe(zone: PriorityZone, weight: int) -> str:
-    return f"in priority zone {zone.name!r} ({kind_label(zone.kind) or zone.kind}, +{weight})"
+    kind = kind_label(zone.kind) or zone.kind
+    if not weight:
+        return f"in priority zone {zone.name!r} ({kind}; no weight added: the patch is not suspected)"
+    return f"in priority zone {zone.name!r} ({kind}, +{weight})"
 
 
 def rank_patches(
@@ -384,15 +387,20 @@ def rank_patches(
     for i, patch in enumerate(patches):
         mine = found.get(i, [])
         top = max(mine, key=lambda z: (z.weight, -z.id)) if mine else None
-        bonus = top.weight if top is not None else 0
+        # A zone raises what is suspected; a compliant patch in a water source does not jump the queue
+        # ahead of an unapproved site outside any zone (it still lists the zone and matches the filter).
+        base = _base_priority(patch)
+        bonus = top.weight if top is not None and base > 0 else 0
         was_top = patch.priority_zone_id
-        was_bonus = old_weights.get(was_top, by_id[was_top].weight if was_top in by_id else 0) if was_top else 0
+        was_bonus = 0
+        if was_top and base > 0:
+            was_bonus = old_weights.get(was_top, by_id[was_top].weight if was_top in by_id else 0)
         new_ids, had_ids = {z.id for z in mine}, old_ids.get(patch.id, set())
         added += [{"patch_id": patch.id, "zone_id": z} for z in sorted(new_ids - had_ids)]
         for zone_id in had_ids - new_ids:
             removed[zone_id].append(patch.id)
         before = {"priority": patch.priority, "priority_zone_id": was_top, "priority_zones": sorted(had_ids)}
-        patch.priority = _base_priority(patch) + bonus
+        patch.priority = base + bonus
         patch.priority_zone_id = top.id if top is not None else None
         if new_ids == had_ids and was_top == patch.priority_zone_id and was_bonus == bonus:
             continue

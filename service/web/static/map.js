@@ -67,12 +67,12 @@ export class ReviewMap {
     this.projects = L.geoJSON(null, {
       style: (f) => ({ color: "#1a7f37", weight: 1.5, fillColor: "#4caf50", fillOpacity: 0.12,
         dashArray: f.properties.vector_type === "schematic" ? "4 4" : null }),
-      onEachFeature: (f, layer) => layer.bindTooltip(`${f.properties.name} (${f.properties.code})`, { sticky: true }),
+      onEachFeature: (f, layer) => layer.bindTooltip(escape(`${f.properties.name} (${f.properties.code})`), { sticky: true }),
     });
     this.patches = L.geoJSON(null, {
       style: (f) => patchStyle(f.properties, f.properties.id === this.selected),
       onEachFeature: (f, layer) => {
-        layer.bindTooltip(`${f.properties.patch_code} · ${t(`cat.${f.properties.category}`)}`, { sticky: true });
+        layer.bindTooltip(escape(`${f.properties.patch_code} · ${t(`cat.${f.properties.category}`)}`), { sticky: true });
         layer.on("click", () => this.onPick(f.properties.id));
       },
     });

@@ -295,3 +295,22 @@ def test_an_import_of_many_zones(client, auth, add_patches):
     assert (report["created"], report["rejected"]) == (1_051, 0)
     assert patch(client, auth, inside)["priority"] == 55
     assert client.get("/api/v1/priority-zones", headers=auth("viewer")).json()["count"] == 1_051
+
+
+def test_a_zone_does_not_lift_a_compliant_patch_above_a_suspected_one(client, auth, add_patches):
+    """Zones rank what is suspected: an approved site in a water source stays behind an unapproved one
+    outside any zone, but still names its zone and matches the filter."""
+    imported(client, auth)
+    project = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": mapping(W),
+               "properties": {"项目名称": "水库管理站改造", "项目代码": "P-W", "行政区代码": "120225"}}]}  # fmt: skip
+    report = client.post("/api/v1/projects/import", headers=auth("supervisor"),
+                         files={"file": ("list.geojson", json.dumps(project).encode())})  # fmt: skip
+    assert report.status_code == 201, report.text
+    approved, unapproved = add_patches([P_W, P_OUT])
+    inside = patch(client, auth, approved)
+    assert inside["category"] == "compliant" and inside["priority_zone_id"] is not None
+    assert inside["priority"] == 0 < patch(client, auth, unapproved)["priority"] == 30
+    listed = client.get("/api/v1/patches", headers=auth("viewer"), params={"priority_zone": "any"}).json()["data"]
+    assert [p["id"] for p in listed] == [approved]
+    (event,) = [e for e in history(client, auth, approved) if e["action"] == "reranked"]
+    assert "priority" not in event["after"] and "no weight added" in event["reason"]  # only the zone changed
