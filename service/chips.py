@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyproj import CRS
@@ -23,7 +24,17 @@ from service.geometry import WGS84, metric_crs_for, reproject
 from service.models import Imagery, Patch, Scan
 from service.projects import bbox_clause
 
-__all__ = ["ChipError", "chip_png", "imagery_for", "chip_bounds", "MARGIN_SHARE", "MIN_MARGIN_M"]
+__all__ = [
+    "ChipError",
+    "ChipSource",
+    "chip_png",
+    "chip_source",
+    "render_chip_png",
+    "imagery_for",
+    "chip_bounds",
+    "MARGIN_SHARE",
+    "MIN_MARGIN_M",
+]
 
 #: Context around the patch: this share of its larger side, at least MIN_MARGIN_M on each side.
 MARGIN_SHARE = 0.5
@@ -74,33 +85,61 @@ def chip_bounds(geom: BaseGeometry, crs: CRS) -> tuple[tuple[float, float, float
     return reproject(crop, metric, crs).bounds, reproject(geom, WGS84, crs)  # type: ignore[return-value]
 
 
-def chip_png(session: Session, settings: Settings, patch: Patch, which: str) -> bytes:
-    """PNG bytes of the ``which`` ("before"/"after") chip of ``patch``, from the cache when there."""
+@dataclass(frozen=True)
+class ChipSource:
+    """What rendering a chip needs, read from the database beforehand, so that the connection can go back
+    to the pool before the raster work (see :func:`chip_source`)."""
+
+    path: Path  # the cache file
+    imagery_id: int
+    imagery_filename: str
+    imagery_crs: str | None
+    imagery_path: str
+    geometry: BaseGeometry  # the patch outline, lon/lat (EPSG:4326)
+
+
+def chip_source(session: Session, settings: Settings, patch: Patch, which: str) -> ChipSource:
+    """The imagery and cache file of the ``which`` ("before"/"after") chip of ``patch``; the only step that
+    reads the database."""
     if which not in ("before", "after"):
         raise NotFoundError(f"no chip {which!r}; use before.png or after.png")
     imagery = imagery_for(session, patch, which)
-    digest = hashlib.sha256(patch.geometry.wkb).hexdigest()[:12]
+    geom = patch.geometry
+    digest = hashlib.sha256(geom.wkb).hexdigest()[:12]
     path = settings.data_dir / "chips" / str(patch.id) / f"{which}-{imagery.id}-{digest}.png"
-    if path.exists():
-        return path.read_bytes()
-    png = _render(imagery, patch.geometry)
-    _write_atomic(path, png)
+    return ChipSource(path, imagery.id, imagery.filename, imagery.crs, imagery.path, geom)
+
+
+def render_chip_png(source: ChipSource) -> bytes:
+    """PNG bytes of a chip: the cached file when there, else rendered and cached. No database access."""
+    try:
+        return source.path.read_bytes()
+    except FileNotFoundError:
+        pass
+    png = _render(source)
+    _write_atomic(source.path, png)
     return png
 
 
-def _render(imagery: Imagery, geom: BaseGeometry) -> bytes:
+def chip_png(session: Session, settings: Settings, patch: Patch, which: str) -> bytes:
+    """PNG bytes of the ``which`` ("before"/"after") chip of ``patch``, from the cache when there."""
+    return render_chip_png(chip_source(session, settings, patch, which))
+
+
+def _render(source: ChipSource) -> bytes:
     from detector.chips import encode_png, render_chip
     from detector.errors import DetectorError
     from detector.io import read_rgb_window
 
-    if not imagery.crs or not Path(imagery.path).exists():
-        raise ChipError(f"the file of imagery {imagery.id} ({imagery.filename!r}) is missing; upload it again")
-    crs = CRS.from_user_input(imagery.crs)
-    bounds, outline = chip_bounds(geom, crs)
+    name = f"{source.imagery_id} ({source.imagery_filename!r})"
+    if not source.imagery_crs or not Path(source.imagery_path).exists():
+        raise ChipError(f"the file of imagery {name} is missing; upload it again")
+    crs = CRS.from_user_input(source.imagery_crs)
+    bounds, outline = chip_bounds(source.geometry, crs)
     try:
-        rgb, valid, transform = read_rgb_window(imagery.path, bounds, max_size=MAX_CHIP_PX)
+        rgb, valid, transform = read_rgb_window(source.imagery_path, bounds, max_size=MAX_CHIP_PX)
     except DetectorError as exc:
-        raise ChipError(f"cannot cut a chip from imagery {imagery.id} ({imagery.filename!r}): {exc}") from exc
+        raise ChipError(f"cannot cut a chip from imagery {name}: {exc}") from exc
     return encode_png(render_chip(rgb, valid=valid, transform=transform, outlines=[outline]))
 
 

@@ -13,7 +13,7 @@ import geopandas as gpd
 import pandas as pd
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, defer, lazyload
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.sqltypes import NullType
@@ -147,6 +147,7 @@ def page_patches(
     cursor: str | None = None,
     exact_count: bool = False,
     geometry: bool = True,
+    load_matches: bool = True,
 ) -> PatchPage:
     """A page of ``stmt`` (a :func:`search_patches` query) in the list order, by offset or after ``cursor``.
 
@@ -168,22 +169,24 @@ def page_patches(
         count = min(count, COUNT_CAP)
     ids = stmt.with_only_columns(Patch.id).order_by(*LIST_ORDER)
     if cursor is None:
-        rows = _rows(session, ids.offset(offset).limit(limit), geometry)
+        rows = _rows(session, ids.offset(offset).limit(limit), geometry, load_matches)
     else:
         priority, area, last_id = _decode_cursor(cursor)
         # Two index ranges in list order, no OR across the sort keys: the rest of this priority, then lower ones.
         same = ids.where(
             Patch.priority == priority, Patch.area_m2 <= area, or_(Patch.area_m2 < area, Patch.id > last_id)
         )
-        rows = _rows(session, same.limit(limit), geometry)
+        rows = _rows(session, same.limit(limit), geometry, load_matches)
         if len(rows) < limit:
-            rows += _rows(session, ids.where(Patch.priority < priority).limit(limit - len(rows)), geometry)
+            rows += _rows(
+                session, ids.where(Patch.priority < priority).limit(limit - len(rows)), geometry, load_matches
+            )
     last = rows[-1] if len(rows) == limit else None
     next_cursor = _encode_cursor(last.priority, last.area_m2, last.id) if last is not None else None
     return PatchPage(rows, count, count_exact, next_cursor)
 
 
-def _rows(session: Session, ids: Select[Any], geometry: bool) -> list[Patch]:
+def _rows(session: Session, ids: Select[Any], geometry: bool, load_matches: bool = True) -> list[Patch]:
     """The patches of an ``id`` query, in its order. The ids come first, from the indexes alone where they
     cover the filters, and only the page's rows are read whole (a "deferred join"): sorting or skipping
     thousands of whole rows, geometry included, is what made a page slow."""
@@ -193,6 +196,8 @@ def _rows(session: Session, ids: Select[Any], geometry: bool) -> list[Patch]:
     rows = select(Patch).where(Patch.id.in_(order))
     if not geometry:
         rows = rows.options(defer(Patch.geometry))
+    if not load_matches:
+        rows = rows.options(lazyload(Patch.matches))
     found = {p.id: p for p in session.scalars(rows)}
     return [found[i] for i in order if i in found]  # one deleted in between is left out
 

@@ -20,9 +20,9 @@ from service.api.deps import (
     require_role,
 )
 from service.api.problems import problem_responses
-from service.chips import chip_png
+from service.chips import chip_source, render_chip_png
 from service.errors import InvalidInputError
-from service.models import AuditEvent, Patch, PriorityZone, Project, Review, User
+from service.models import AuditEvent, Patch, PatchMatch, PriorityZone, Project, Review, User
 from service.patches import COUNT_CAP, PatchQuery, page_patches, search_patches
 from service.projects import parse_bbox
 from service.schemas import (
@@ -50,18 +50,28 @@ OwnedPatch = Annotated[Patch, Depends(owned(Patch, "patch_id"))]
 REVIEW_FIELDS = ("review_status", "verdict", "assignee_id", "disturbance_type")
 
 
+#: PatchPublic fields read straight from the row (the others are computed in patch_public); worked out once,
+#: not per patch and request.
+_ROW_FIELDS = tuple(
+    c for c in PatchPublic.model_fields
+    if c not in ("geometry", "bbox", "matches", "priority_zones") and hasattr(Patch, c)
+)  # fmt: skip
+
+
 def patch_public(
     patch: Patch,
     *,
     geometry: bool = True,
     projects: dict[int, Project] | None = None,
     zones: list[PriorityZone] | None = None,
+    matches: list[Any] | None = None,
 ) -> PatchPublic:
+    """The answer for one patch. ``matches``: its :class:`PatchMatch` rows (or rows with the same
+    attributes) when the caller read them already, else ``patch.matches``."""
     # geometry is filled in below, and only when asked: reading it here would load a deferred geometry
     # row by row (the list defers it)
-    data: dict[str, Any] = {
-        c: getattr(patch, c) for c in PatchPublic.model_fields if c != "geometry" and hasattr(patch, c)
-    }
+    row = patch.__dict__  # loaded column values; a missing (expired or deferred) one is read through getattr
+    data: dict[str, Any] = {c: row[c] if c in row else getattr(patch, c) for c in _ROW_FIELDS}
     data["category_label"] = CATEGORY_LABELS.get(Category(patch.category)) if patch.category else None
     data["verdict_label"] = VERDICT_LABELS.get(Verdict(patch.verdict)) if patch.verdict else None
     data["bbox"] = [patch.min_x, patch.min_y, patch.max_x, patch.max_y]
@@ -75,7 +85,7 @@ def patch_public(
             overlap_area_m2=m.overlap_area_m2,
             overlap_share=m.overlap_share,
         )
-        for m in patch.matches
+        for m in (patch.matches if matches is None else matches)
     ]
     data["priority_zones"] = [
         PatchZonePublic(id=z.id, name=z.name, kind=z.kind, kind_label=kind_label(z.kind), weight=z.weight)
@@ -84,7 +94,7 @@ def patch_public(
     return PatchPublic.model_validate(data)
 
 
-def patch_query(
+async def patch_query(
     district: str | None = None,
     category: Annotated[list[str] | None, Query(description="Repeat for several; e.g. suspected_unapproved")] = None,
     review_status: str | None = None,
@@ -97,7 +107,7 @@ def patch_query(
     scan_id: int | None = None,
     priority_zone: Annotated[str | None, Query(description="A priority-zone id, or any: patches inside it")] = None,
 ) -> PatchQuery:
-    """The filters shared by ``GET /patches`` and the exports."""
+    """The filters shared by ``GET /patches`` and the exports (pure parsing: ``async`` keeps it off the thread pool)."""
     known = {c.value for c in Category}
     for value in category or ():
         if value not in known:
@@ -134,15 +144,33 @@ def list_patches(
         cursor=cursor,
         exact_count=exact_count,
         geometry=geometry,
+        load_matches=False,
     )
+    matches = _matches_of(session, [p.id for p in page.rows])
     return PatchesPublic(
-        data=[patch_public(p, geometry=geometry) for p in page.rows],
+        data=[patch_public(p, geometry=geometry, matches=matches.get(p.id, [])) for p in page.rows],
         count=page.count,
         count_exact=page.count_exact,
         offset=offset,
         limit=limit,
         next_cursor=page.next_cursor,
     )
+
+
+def _matches_of(session: SessionDep, ids: list[int]) -> dict[int, list[Any]]:
+    """The match rows of patches ``ids`` (patch id → rows, largest overlap first, as ``Patch.matches``), in
+    one query of plain rows: filling 50 ORM collections cost more than the rest of the page."""
+    if not ids:
+        return {}
+    out: dict[int, list[Any]] = {}
+    stmt = (
+        select(PatchMatch.patch_id, PatchMatch.project_id, PatchMatch.overlap_area_m2, PatchMatch.overlap_share)
+        .where(PatchMatch.patch_id.in_(ids))
+        .order_by(PatchMatch.patch_id, PatchMatch.overlap_area_m2.desc(), PatchMatch.id)
+    )
+    for row in session.execute(stmt):
+        out.setdefault(row.patch_id, []).append(row)
+    return out
 
 
 def _projects_of(session: SessionDep, patch: Patch) -> dict[int, Project]:
@@ -242,7 +270,11 @@ _CHIP_DOC = (
 
 
 def _chip(patch: Patch, session: SessionDep, settings: SettingsDep, which: str) -> Response:
-    png = chip_png(session, settings, patch, which)
+    source = chip_source(session, settings, patch, which)
+    # Rendering reads only the file: give the connection back first (as the map tiles do). A review page
+    # asks for two chips at once, and renders used to hold the pool (503 for everything else under load).
+    session.close()
+    png = render_chip_png(source)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
