@@ -70,7 +70,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """One session per request; routes commit, anything uncommitted is rolled back.
 
     Opening a session touches no connection, so it happens on the event loop; closing one that holds a
-    connection (a rollback and the return to the pool: database I/O) runs in the thread pool.
+    connection (a rollback and the return to the pool: database I/O) runs in the thread pool (closing it
+    on the event loop for SQLite measured no faster).
     """
     session: Session = request.app.state.sessionmaker()
     try:
