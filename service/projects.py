@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 from service import audit
 from service.errors import InvalidInputError
 from service.models import District, ImportReport, Project, User, set_geometry
-from service.project_import import PROJECT_FIELDS, ProjectRow, ReadResult
+from service.project_import import PROJECT_FIELDS, ReadResult
 from service.scope import DistrictScope
 
-__all__ = ["ProjectQuery", "apply_import", "search_projects", "parse_bbox", "AUDIT_FIELDS"]
+__all__ = ["ProjectQuery", "apply_import", "district_for_row", "search_projects", "parse_bbox", "AUDIT_FIELDS"]
 
 AUDIT_FIELDS = PROJECT_FIELDS + ("area_m2",)
 
@@ -73,15 +73,14 @@ def search_projects(scope: DistrictScope, query: ProjectQuery) -> Select[tuple[P
     return stmt
 
 
-def _district_for(
-    row: ProjectRow, default: str | None, scope: DistrictScope, boundaries: Sequence[District]
+def district_for_row(
+    code: str | None, geometry: BaseGeometry, scope: DistrictScope, boundaries: Sequence[District]
 ) -> tuple[str | None, str | None]:
-    """(district code, problem) for a row: its own column, the upload's default, the boundary it overlaps most,
-    or the user's only district."""
-    code = row.values.get("district_code") or default
+    """(district code, problem) for an imported row: its own or the upload's ``code``, else the boundary
+    its ``geometry`` overlaps most, else the user's only district. Projects and priority zones share it."""
     if code is None:
         best = max(
-            ((d.geometry.intersection(row.geometry).area, d.code) for d in boundaries if d.geometry is not None),
+            ((d.geometry.intersection(geometry).area, d.code) for d in boundaries if d.geometry is not None),
             default=(0.0, None),
         )
         code = best[1] if best[0] > 0 else None
@@ -123,7 +122,9 @@ def apply_import(
     changed: list[BaseGeometry] = []
     for row in result.rows:
         code = row.values["code"]
-        district, problem = _district_for(row, district_code, scope, boundaries)
+        district, problem = district_for_row(
+            row.values.get("district_code") or district_code, row.geometry, scope, boundaries
+        )
         project = existing.get(code)
         if problem is None and project is not None and not scope.allows(project.district_code):
             problem = f"项目代码 {code!r} belongs to district {project.district_code!r}, which is not yours"

@@ -45,7 +45,7 @@ from service.project_import import (
     read_vector_table,
     text_value,
 )
-from service.projects import bbox_clause
+from service.projects import bbox_clause, district_for_row
 from service.scope import DistrictScope
 from service.vocab import CATEGORY_PRIORITY, ZONE_KIND_ALIASES, ZONE_KIND_KEYWORDS, ZONE_KIND_LABELS, Category, ZoneKind
 
@@ -226,27 +226,6 @@ def search_zones(scope: DistrictScope, query: ZoneQuery) -> Select[Any]:
     return stmt
 
 
-def _district_for(
-    row: FeatureRow, default: str | None, scope: DistrictScope, boundaries: Sequence[District]
-) -> tuple[str | None, str | None]:
-    """(district code, problem): the row's own code, the upload's, the boundary it overlaps most, or the user's
-    only district."""
-    code = row.values.get("district_code") or default
-    if code is None:
-        overlaps = [(d.geometry.intersection(row.geometry).area, d.code) for d in boundaries if d.geometry is not None]
-        best = max(overlaps, default=(0.0, None))
-        code = best[1] if best[0] > 0 else None
-    if code is None and scope.codes is not None and len(scope.codes) == 1:
-        code = next(iter(scope.codes))
-    if code is None:
-        return None, "no district: add a 行政区代码 column, pass district_code, or import district boundaries"
-    if code not in {d.code for d in boundaries}:
-        return None, f"district {code!r} does not exist; import it first (soilwatch admin import-districts)"
-    if not scope.allows(code):
-        return None, f"district {code!r} is not one of yours"
-    return code, None
-
-
 def apply_zone_import(
     session: Session,
     user: User,
@@ -279,7 +258,9 @@ def apply_zone_import(
     old_weights: dict[int, int] = {}
     for row in result.rows:
         name, why = row.values["name"], f"import #{report.id} {filename!r} row {row.row}"
-        district, problem = _district_for(row, district_code, scope, boundaries)
+        district, problem = district_for_row(
+            row.values.get("district_code") or district_code, row.geometry, scope, boundaries
+        )
         zone = existing.get((name, row.values["kind"]))
         if problem is None and zone is not None and not scope.allows(zone.district_code):
             problem = f"zone {name!r} belongs to district {zone.district_code!r}, which is not yours"
