@@ -8,17 +8,20 @@ PNGs rendered from the uploaded GeoTIFFs by :mod:`service.tiles`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, cast
 
 import shapely
 from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from service.api.deps import ScopeDep, SessionDep, owned, require_role
 from service.api.routes.patches import patch_query
 from service.models import District, Imagery, Patch, PriorityZone, Project, User
 from service.patches import PatchQuery, search_patches
 from service.projects import bbox_clause, parse_bbox
+from service.scope import DistrictScope
 from service.tiles import render_tile
 from service.vocab import CATEGORY_LABELS, VERDICT_LABELS, Category, Role, Verdict
 from service.zones import kind_label
@@ -99,14 +102,7 @@ def projects_geojson(
 ) -> Response:
     """Projects of the approved list in your districts; properties id, code, name, builder, industry,
     approval_number, vector_type (responsibility / schematic / point_buffer), district_code."""
-    stmt = scope.apply(select(Project), Project.district_code)
-    box = parse_bbox(bbox)
-    if box:
-        stmt = stmt.where(bbox_clause(Project, box))
-    if district:
-        stmt = stmt.where(Project.district_code == district)
-    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Project.id).limit(limit)).all()
+    rows, count = _area_layer(session, scope, Project, bbox, district, limit, Project.id)
     features = [_feature(p.geometry, {n: _plain(getattr(p, n)) for n in _PROJECT_FIELDS}) for p in rows]
     return _json(_collection(features, count))
 
@@ -128,19 +124,34 @@ def zones_geojson(
     """Priority zones in your districts, heaviest first; properties id, name, kind (water_source,
     ecological_red_line, nature_reserve, river_corridor, steep_slope, geohazard, other), kind_label
     (水源保护区 …), weight (priority added to the patches inside), district_code."""
-    stmt = scope.apply(select(PriorityZone), PriorityZone.district_code)
-    box = parse_bbox(bbox)
-    if box:
-        stmt = stmt.where(bbox_clause(PriorityZone, box))
-    if district:
-        stmt = stmt.where(PriorityZone.district_code == district)
-    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(PriorityZone.weight.desc(), PriorityZone.id).limit(limit)).all()
+    order = (PriorityZone.weight.desc(), PriorityZone.id)
+    rows, count = _area_layer(session, scope, PriorityZone, bbox, district, limit, *order)
     features = [
         _feature(z.geometry, {n: _plain(getattr(z, n)) for n in _ZONE_FIELDS} | {"kind_label": kind_label(z.kind)})
         for z in rows
     ]
     return _json(_collection(features, count))
+
+
+def _area_layer(
+    session: Session,
+    scope: DistrictScope,
+    model: type[Project] | type[PriorityZone],
+    bbox: str | None,
+    district: str | None,
+    limit: int,
+    *order_by: Any,
+) -> tuple[Sequence[Any], int]:
+    """Rows of an area layer (projects, zones) in the caller's districts, filtered by bbox and district:
+    the first ``limit`` in ``order_by`` and how many match in all."""
+    stmt = scope.apply(select(model), model.district_code)
+    box = parse_bbox(bbox)
+    if box:
+        stmt = stmt.where(bbox_clause(model, box))
+    if district:
+        stmt = stmt.where(model.district_code == district)
+    count = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    return session.scalars(stmt.order_by(*order_by).limit(limit)).all(), count
 
 
 @router.get(
