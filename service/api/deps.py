@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Path, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -48,10 +50,14 @@ __all__ = [
     "etag_of",
     "check_if_match",
     "MAX_ID",
+    "RELEASE_THREADS",
+    "release_connection",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Threads that close request sessions (give connections back), apart from the request thread pool.
+RELEASE_THREADS = 16
 #: Largest row id (PostgreSQL ``integer``); path ids above it answer 422.
 MAX_ID = 2**31 - 1
 _bearer = HTTPBearer(auto_error=False, description="API token from `soilwatch admin create-user`.")
@@ -78,9 +84,30 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
     finally:
         if session.in_transaction():
-            await run_in_threadpool(_close, session)
+            # Not through the request thread pool: when its threads all wait for a pooled connection, the
+            # sessions holding the connections must still be able to give them back.
+            await anyio.to_thread.run_sync(_close, session, limiter=_release_limiter(request))
         else:
             _close(session)
+
+
+def _release_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The thread limiter of session closes, one per app and event loop (tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    held: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = getattr(
+        request.app.state, "release_limiter", None
+    )
+    if held is None or held[0] is not loop:
+        held = request.app.state.release_limiter = (loop, anyio.CapacityLimiter(RELEASE_THREADS))
+    return held[1]
+
+
+def release_connection(session: Session) -> None:
+    """End a dependency's read-only transaction, so that its connection goes back to the pool before the
+    next thread-pool hop (the loaded rows stay: ``expire_on_commit=False``). A request must not hold a
+    connection while it waits for a thread: under load every thread may be waiting for a connection."""
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()
 
 
 def _close(session: Session) -> None:
@@ -126,7 +153,9 @@ def get_current_user(
         log.warning("failed sign-in from %s: %s", client, exc.message)
         exc.headers = {**challenge, **exc.headers}
         raise
-    return row.user
+    user = row.user
+    release_connection(session)
+    return user
 
 
 def get_current_token(
@@ -175,7 +204,9 @@ def owned(model: type[T], param: str) -> Callable[..., T]:
     """A dependency resolving path parameter ``param`` to an owned ``model`` row (see get_owned_or_404)."""
 
     def dependency(session: SessionDep, scope: ScopeDep, **path: int) -> T:
-        return get_owned_or_404(session, scope, model, path[param])
+        obj = get_owned_or_404(session, scope, model, path[param])
+        release_connection(session)
+        return obj
 
     # FastAPI reads the signature: expose the path parameter under its real name.
     sig = inspect.signature(dependency)
