@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -170,7 +170,7 @@ def get_current_token(
 UserDep = Annotated[User, Depends(get_current_user)]
 
 
-def require_role(minimum: Role) -> Callable[[User], User]:
+def require_role(minimum: Role) -> Callable[[User], Awaitable[User]]:
     """A dependency that lets through users whose role is at least ``minimum``."""
 
     async def check(user: UserDep) -> User:
