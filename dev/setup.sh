@@ -11,7 +11,7 @@ fi
 # torch/torchvision are pinned in pyproject.toml; pip takes them from the local wheel cache when it has them.
 stamp=.venv/.soilwatch-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  .venv/bin/python -m pip install -q -e ".[test,train]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
   .venv/bin/python -c "import soilwatch, detector, models" 
   touch "$stamp"
 fi
