@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.geometry import WGS84
-from service.models import District, Imagery, Patch, PatchMatch, Project, Review, Scan
+from service.models import District, Imagery, Patch, PatchMatch, PriorityZone, Project, Review, Scan
 from service.patches import PatchQuery, search_patches
 from service.scope import DistrictScope
 from service.vocab import CATEGORY_LABELS, VERDICT_LABELS, Category, Verdict
@@ -126,6 +126,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("project_names", "关联项目名称", "proj_names", "项目名称"),
     Column("builders", "建设单位", "builders", "建设单位"),
     Column("priority", "优先级", "priority", "优先级"),
+    Column("priority_zone", "重点监管区域", "zone", "重点区域"),
     Column("review_status", "复核状态代码", "review", "复核状态码"),
     Column("review_status_label", "复核状态", "rev_label", "复核状态"),
     Column("verdict", "复核结论代码", "verdict", "复核结论码"),
@@ -189,7 +190,7 @@ def patch_frame(session: Session, stmt: Select[tuple[Patch]]) -> gpd.GeoDataFram
                Patch.before_date, Patch.after_date, Patch.confidence, Patch.model, Patch.change_type,
                Patch.disturbance_type, Patch.category, Patch.category_reason, Patch.outside_area_m2,
                Patch.outside_share, Patch.nearest_distance_m, Patch.priority, Patch.review_status, Patch.verdict,
-               Patch.scan_id, Patch.geometry)  # fmt: skip
+               Patch.scan_id, Patch.priority_zone_id, Patch.geometry)  # fmt: skip
     rows = session.execute(stmt.with_only_columns(*columns).order_by(Patch.id)).all()
     ids = stmt.with_only_columns(Patch.id).order_by(None).scalar_subquery()
     projects: dict[int, list[tuple[str, str, str | None]]] = defaultdict(list)
@@ -201,10 +202,14 @@ def patch_frame(session: Session, stmt: Select[tuple[Patch]]) -> gpd.GeoDataFram
     ):
         projects[patch_id].append((code, name, builder))
     districts = {code: name for code, name in session.execute(select(District.code, District.name))}
+    zone_ids = {row.priority_zone_id for row in rows} - {None}
+    zones = dict(session.execute(select(PriorityZone.id, PriorityZone.name).where(PriorityZone.id.in_(zone_ids))).all()
+                 ) if zone_ids else {}  # fmt: skip
     records = []
     for row in rows:
         data = row._asdict()
         data["patch_id"] = data.pop("id")
+        data["priority_zone"] = zones.get(data.pop("priority_zone_id"))
         data["district_name"] = districts.get(data["district_code"])
         data["category_label"] = CATEGORY_LABELS[Category(data["category"])] if data["category"] else None
         data["compliance"], data["compliance_label"] = _compliance(data["category"], data["verdict"])

@@ -242,6 +242,11 @@ def test_priority_zone_filter_in_patches_and_exports(client, auth, add_patches):
     assert export.status_code == 200, export.text
     rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
     assert sorted(int(r["patch_id"]) for r in rows) == sorted([ids["ws"], ids["s"]])
+    by_id = {v: k for k, v in names.items()}
+    for r in rows:  # the zone whose weight is in the priority, by name, as a supervisor reads it
+        detail = client.get(f"/api/v1/patches/{r['patch_id']}", headers=auth("viewer")).json()
+        assert r["priority_zone"] == by_id[detail["priority_zone_id"]]
+    assert {r["priority_zone"] for r in rows if int(r["patch_id"]) == ids["s"]} == {"九山顶陡坡区"}
     geojson = client.get("/api/v1/map/patches.geojson", headers=auth("viewer"), params={"priority_zone": "any"})
     assert geojson.json()["count"] == 3
 
