@@ -250,7 +250,10 @@ _DESCRIPTIONS = {
     422: "Invalid parameters, body or file content",
     428: "If-Match is required",
     429: "Too many failed sign-ins from this address: wait for Retry-After seconds",
+    503: "The database cannot be reached just now: nothing was changed; retry after Retry-After seconds",
+    507: "The server's disk is full: nothing was saved; an administrator must free space",
 }
+_WRITES = frozenset({"post", "put", "patch", "delete"})
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -273,19 +276,21 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     Every operation behind the bearer token documents 401 and 429 (the failed sign-in limiter); one with path
     parameters 404 (unknown ids and rows of other districts alike); one with a body 400 (a body that cannot be
     parsed); one with parameters or a body 422 as :class:`ValidationProblem` (FastAPI's own
-    ``HTTPValidationError`` never goes out). Route-specific statuses come from :func:`problem_responses`.
+    ``HTTPValidationError`` never goes out). Every operation documents 503 (database unavailable) and every
+    write 507 (disk full), as the handlers above answer them wherever they happen. Route-specific
+    statuses come from :func:`problem_responses`.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in (Problem, ValidationItem, ValidationProblem):
         components[model.__name__] = model.model_json_schema(ref_template=_REF + "{model}")
         components[model.__name__].pop("$defs", None)
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
             parameters = operation.get("parameters", [])
-            wanted = []
+            wanted = [503, 507] if method in _WRITES else [503]
             if "requestBody" in operation:
                 wanted.append(400)
             if operation.get("security"):

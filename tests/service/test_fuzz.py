@@ -46,6 +46,9 @@ def test_openapi_documents_every_error_as_problem_json(client: TestClient) -> No
                 assert "404" in responses, label
             if operation.get("parameters") or "requestBody" in operation:
                 assert "422" in responses, label
+            assert "503" in responses, label  # database unavailable: can happen anywhere
+            if method in ("post", "put", "patch", "delete"):
+                assert "507" in responses, label  # disk full: any write
             for code, response in responses.items():
                 if code.startswith(("4", "5")):
                     assert list(response.get("content", {})) == ["application/problem+json"], (label, code)
