@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import geopandas as gpd
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service import audit
@@ -16,12 +18,15 @@ from service.geometry import WGS84
 from service.models import ApiToken, District, User, set_geometry, utcnow
 from service.vocab import Role
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "create_user",
     "issue_token",
     "authenticate",
     "token_state",
     "user_for_token",
+    "note_token_use",
     "revoke_token",
     "find_token",
     "user_named",
@@ -115,6 +120,34 @@ def authenticate(session: Session, token: str, *, now: dt.datetime | None = None
     if not row.user.active:
         raise AuthenticationError(f"the user of API token {hint!r} is deactivated; ask an administrator")
     return row
+
+
+#: ``last_used_at`` is written at most this often per token: a write per request would cost more than it tells.
+LAST_USED_RESOLUTION = dt.timedelta(hours=1)
+
+
+def note_token_use(session: Session, row: ApiToken, *, now: dt.datetime | None = None) -> bool:
+    """Set ``row.last_used_at`` when it is unset or older than :data:`LAST_USED_RESOLUTION`, and commit.
+
+    Best effort: a database that is busy or read-only just now must not fail the request (logged, rolled
+    back). Returns True when the time was written."""
+    now = now or utcnow()
+    if row.last_used_at is not None and now - _aware(row.last_used_at) < LAST_USED_RESOLUTION:
+        return False
+    try:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == row.id)
+            .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        log.warning("could not record the use of token %s: %s", row.prefix, str(exc).splitlines()[0])
+        return False
+    return True
 
 
 def user_for_token(session: Session, token: str) -> User | None:

@@ -30,7 +30,7 @@ from service.errors import (
 )
 from service.models import ApiToken, User
 from service.scope import DistrictScope
-from service.users import authenticate
+from service.users import authenticate, note_token_use
 from service.vocab import ROLE_RANK, Role
 
 __all__ = [
@@ -154,7 +154,8 @@ def get_current_user(
         exc.headers = {**challenge, **exc.headers}
         raise
     user = row.user
-    release_connection(session)
+    if not note_token_use(session, row):  # commits when it writes, which also ends the transaction
+        release_connection(session)
     return user
 
 

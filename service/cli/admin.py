@@ -98,7 +98,7 @@ def new_token(
 
 @admin_app.command("list-tokens")
 def list_tokens(name: str = typer.Argument(..., help="User name.")) -> None:
-    """List a user's API tokens: id, prefix, state, created, expires (never the tokens themselves).
+    """List a user's API tokens: id, prefix, state, created, expires, last used (never the tokens themselves).
 
     Example: soilwatch admin list-tokens 张三
     """
@@ -111,10 +111,13 @@ def list_tokens(name: str = typer.Argument(..., help="User name.")) -> None:
     with session_scope(_sessionmaker()) as session:
         user = users.user_named(session, name)
         rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)).all()
-        typer.echo("id\tprefix\tstate\tcreated\texpires")
+        typer.echo("id\tprefix\tstate\tcreated\texpires\tlast used")
         for row in rows:
             expires = f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never"
-            typer.echo(f"{row.id}\t{row.prefix}\t{users.token_state(row)}\t{row.created_at:%Y-%m-%d}\t{expires}")
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+            typer.echo(
+                f"{row.id}\t{row.prefix}\t{users.token_state(row)}\t{row.created_at:%Y-%m-%d}\t{expires}\t{used}"
+            )
 
 
 @admin_app.command("revoke-token")

@@ -76,6 +76,30 @@ def test_sign_out_revokes_only_that_token(client, settings, auth):
     assert client.get(ME, headers=auth("viewer")).status_code == 200
 
 
+def test_last_use_is_recorded_to_the_hour(client, settings, auth):
+    spare = _new_token(settings, "inspector")
+
+    def last_used() -> str | None:
+        listing = client.get("/api/v1/users/me/tokens", headers=auth("inspector")).json()
+        return next(t["last_used_at"] for t in listing if t["prefix"] == spare[:10])
+
+    assert last_used() is None  # issued, never used
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    assert client.get(ME, headers=_bearer(spare)).status_code == 200
+    first = last_used()
+    assert first is not None and dt.datetime.fromisoformat(first).replace(tzinfo=dt.UTC) >= before
+    assert client.get(ME, headers=_bearer(spare)).status_code == 200
+    assert last_used() == first  # within the hour: not written again
+    engine = make_engine(settings)  # two hours later, the next use writes it again
+    with session_scope(make_sessionmaker(engine)) as session:
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        session.execute(update(ApiToken).where(ApiToken.prefix == spare[:10]).values(last_used_at=old))
+    engine.dispose()
+    assert client.get(ME, headers=_bearer(spare)).status_code == 200
+    again = last_used()
+    assert again is not None and dt.datetime.fromisoformat(again).replace(tzinfo=dt.UTC) >= before
+
+
 def test_user_lists_and_revokes_own_tokens_not_others(client, settings, auth):
     spare = _new_token(settings, "inspector")
     listing = client.get("/api/v1/users/me/tokens", headers=auth("inspector")).json()

@@ -35,6 +35,7 @@ class TokenPublic(PublicModel):
     created_at: dt.datetime
     expires_at: dt.datetime | None = Field(description="UTC; null: never expires")
     revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None = Field(description="UTC, to the hour: when the token was last used; null: never")
     state: str = Field(description="active, revoked or expired", examples=["active"])
 
 
@@ -46,6 +47,7 @@ def _public(row: ApiToken) -> TokenPublic:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
         state=token_state(row),
     )
 
