@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from models.base import RGB, ModelInfo
 from models.errors import BandsError
@@ -89,6 +88,44 @@ def _linear_index(n_out: int, n_in: int, f: int) -> tuple[np.ndarray, np.ndarray
     return i0, np.minimum(i0 + 1, n_in - 1), (pos - i0).astype(np.float32)
 
 
+def _box_sum_axis(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Mean over a ``k``-wide window along ``axis``, edges repeated: ``ndimage.uniform_filter1d(mode="nearest")``.
+
+    Summed in float64 (exact for float32 inputs), divided and rounded to float32 once, as scipy does,
+    so the result is the same to the bit; shifted whole-array slices instead of scipy's line-by-line loop.
+    """
+    n, left = a.shape[axis], k // 2
+
+    def part(lo: int, hi: int) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (slice(lo, hi),)
+
+    s = np.empty(a.shape, dtype=np.float64)
+    for j in range(k):
+        d = j - left
+        lo, hi = max(0, -d), min(n, n - d)
+        if j == 0:
+            s[part(lo, hi)] = a[part(lo + d, hi + d)]
+            s[part(0, lo)] = a[part(0, 1)]
+            s[part(hi, n)] = a[part(n - 1, n)]
+        else:
+            np.add(s[part(lo, hi)], a[part(lo + d, hi + d)], out=s[part(lo, hi)])
+            if lo:
+                s[part(0, lo)] += a[part(0, 1)]
+            if hi < n:
+                s[part(hi, n)] += a[part(n - 1, n)]
+    out = np.empty(a.shape, dtype=np.float32)
+    np.divide(s, k, out=out)
+    return out
+
+
+def _box_mean(img: np.ndarray, k: int) -> np.ndarray:
+    """``ndimage.uniform_filter(img, size=(1, …, k, k), mode="nearest")`` over the last two axes, float32."""
+    if k == 1:
+        return img.astype(np.float32)  # a copy, as scipy returns
+    nd = img.ndim
+    return _box_sum_axis(_box_sum_axis(img, k, nd - 2), k, nd - 1)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
 
@@ -132,7 +169,7 @@ class SpectralBaseline:
                 small = self._bare(self._bin(x[i, 0]), nir)
             # the binned rule blurs boundaries outward; the full-resolution vegetation gate puts them
             # back on the edge of the bare ground
-            out[i] = self._upsample(small, h, w) * self._veg_gate(self._veg(x[i, -1], nir), nir)
+            np.multiply(self._upsample(small, h, w), self._veg_gate_full(x[i, -1], nir), out=out[i])
         return out
 
     def _bin(self, img: np.ndarray) -> np.ndarray:
@@ -143,12 +180,15 @@ class SpectralBaseline:
         hb, wb = -(-h // f), -(-w // f)
         if (hb * f, wb * f) != (h, w):
             img = np.pad(img, ((0, 0), (0, hb * f - h), (0, wb * f - w)), mode="edge")
-        # a sum of strided views is several times faster than reshape(...).mean(axis=(2, 4))
-        total = np.zeros((c, hb, wb), dtype=np.float32)
+        # a sum of strided views is several times faster than reshape(...).mean(axis=(2, 4));
+        # summed in the same order as ever (the values must not change: other models are trained on them)
+        total = np.add(img[:, 0::f, 0::f], img[:, 0::f, 1::f], dtype=np.float32)
         for i in range(f):
             for j in range(f):
-                total += img[:, i::f, j::f]
-        return total / np.float32(f * f)
+                if i or j > 1:
+                    total += img[:, i::f, j::f]
+        total /= np.float32(f * f)
+        return total
 
     def _upsample(self, small: np.ndarray, h: int, w: int) -> np.ndarray:
         """Bilinear interpolation of block means back to pixel centres (separable, edge-clamped)."""
@@ -158,12 +198,17 @@ class SpectralBaseline:
         r0, r1, rw = _linear_index(h, small.shape[0], f)
         c0, c1, cw = _linear_index(w, small.shape[1], f)
         rows = small[r0] * (1 - rw)[:, None] + small[r1] * rw[:, None]
-        return np.clip(rows[:, c0] * (1 - cw) + rows[:, c1] * cw, 0.0, 1.0)
+        # in place: the same arithmetic as ``rows[:, c0] * (1 - cw) + rows[:, c1] * cw``, fewer full-size copies
+        out = rows[:, c0]
+        out *= 1 - cw
+        right = rows[:, c1]
+        right *= cw
+        out += right
+        return np.clip(out, 0.0, 1.0, out=out)
 
     # -- pieces -----------------------------------------------------------------------------
     def _smooth(self, img: np.ndarray) -> np.ndarray:
-        size = (1, self.config.smooth_px, self.config.smooth_px)
-        return ndimage.uniform_filter(img.astype(np.float32, copy=False), size=size, mode="nearest")
+        return _box_mean(img.astype(np.float32, copy=False), self.config.smooth_px)
 
     def _veg(self, img: np.ndarray, nir: int | None) -> np.ndarray:
         r, g, b = img[0], img[1], img[2]
@@ -175,10 +220,39 @@ class SpectralBaseline:
         limit = self.config.veg_max_nir if nir is not None else self.config.veg_max_rgb
         return _sigmoid((limit - veg_after) / self.config.veg_gate_scale)
 
+    def _veg_gate_full(self, img: np.ndarray, nir: int | None) -> np.ndarray:
+        """``_veg_gate(_veg(img, nir), nir)`` for a full-resolution window, computed in place.
+
+        The same float32 operations in the same order (so the same values), with two full-size
+        arrays instead of about ten.
+        """
+        r, g, b = img[0], img[1], img[2]
+        if nir is not None:
+            v = np.subtract(img[nir], r)
+            den = np.add(img[nir], r)
+            limit = self.config.veg_max_nir
+        else:
+            v = np.multiply(2, g, dtype=np.float32)
+            v -= r
+            v -= b
+            den = np.add(r, g)
+            den += b
+            limit = self.config.veg_max_rgb
+        den += _EPS
+        v /= den
+        # _sigmoid((limit - v) / scale) = 0.5 * (1 + tanh(0.5 * z))
+        np.subtract(limit, v, out=v)
+        v /= self.config.veg_gate_scale
+        v *= 0.5
+        np.tanh(v, out=v)
+        v += 1.0
+        v *= 0.5
+        return v
+
     def _texture(self, brightness: np.ndarray) -> np.ndarray:
         k = self.config.texture_px
-        mean = ndimage.uniform_filter(brightness, size=k, mode="nearest")
-        sq = ndimage.uniform_filter(brightness * brightness, size=k, mode="nearest")
+        mean = _box_mean(brightness, k)
+        sq = _box_mean(brightness * brightness, k)
         return np.sqrt(np.maximum(sq - mean * mean, 0.0))
 
     def _change(self, before: np.ndarray, after: np.ndarray, nir: int | None) -> np.ndarray:

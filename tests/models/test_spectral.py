@@ -57,3 +57,16 @@ def test_bad_bands_and_config_are_named() -> None:
         SpectralConfig.from_mapping({"w_vegdrop": 1})
     with pytest.raises(ValueError, match="positive"):
         SpectralConfig(score_scale=0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_box_mean_is_scipys_uniform_filter_to_the_bit(k: int) -> None:
+    # the baseline's output feeds a trained network: the fast box filter must not change a value
+    from scipy import ndimage
+
+    from models.spectral import _box_mean
+
+    img = np.random.default_rng(k).random((3, 37, 52), dtype=np.float32)
+    want = ndimage.uniform_filter(img, size=(1, k, k), mode="nearest")
+    np.testing.assert_array_equal(_box_mean(img, k), want)
+    np.testing.assert_array_equal(_box_mean(img[0], k), ndimage.uniform_filter(img[0], size=k, mode="nearest"))
