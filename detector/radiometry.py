@@ -42,9 +42,12 @@ class Normaliser:
             f"offset={self.offset.round(2).tolist()})"
         )
 
-    def scale(self, img: np.ndarray) -> np.ndarray:
-        """Before-image units → [0, 1] float32; ``img`` is ``(bands, h, w)``, any numeric dtype."""
-        out = img.astype(np.float32)  # always a fresh array: safe to work in place
+    def scale(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Before-image units → [0, 1] float32; ``img`` is ``(bands, h, w)``, any numeric dtype.
+
+        ``out``: a float32 array (or view) of ``img``'s shape to write into instead of a new one.
+        """
+        out = _as_float32(img, out)
         out *= np.float32(1.0 / self.scale_to_one)
         return np.clip(out, 0.0, 1.0, out=out)
 
@@ -52,10 +55,13 @@ class Normaliser:
         """After-image units → before-image units; ``img`` is ``(bands, h, w)``."""
         return img.astype(np.float32) * self.gain[:, None, None] + self.offset[:, None, None]
 
-    def match_and_scale(self, img: np.ndarray) -> np.ndarray:
-        """``scale(match(img))`` with one float copy instead of three (hundreds of megapixels go through here)."""
+    def match_and_scale(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``scale(match(img))`` with one float copy instead of three (hundreds of megapixels go through here).
+
+        ``out``: as for :meth:`scale`.
+        """
         inv = np.float32(1.0 / self.scale_to_one)
-        out = img.astype(np.float32)
+        out = _as_float32(img, out)
         out *= (self.gain * inv).astype(np.float32)[:, None, None]
         out += (self.offset * inv).astype(np.float32)[:, None, None]
         return np.clip(out, 0.0, 1.0, out=out)
@@ -63,6 +69,14 @@ class Normaliser:
     def apply(self, before: np.ndarray | None, after: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """Both dates of one window in [0, 1] on the before image's scale (any numeric dtype in)."""
         return (None if before is None else self.scale(before)), self.match_and_scale(after)
+
+
+def _as_float32(img: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``img`` as float32: a fresh array, or copied into ``out`` (converting on the way, no temporary)."""
+    if out is None:
+        return img.astype(np.float32)  # always a fresh array: safe to work in place
+    np.copyto(out, img, casting="unsafe")  # the same values as astype(np.float32)
+    return out
 
 
 def _refine(a: np.ndarray, b: np.ndarray, gain: float, offset: float) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio import features
 from rasterio.errors import NotGeoreferencedWarning
 from scipy import ndimage
-from shapely.geometry import Polygon, shape
+from shapely.geometry import Polygon
 
 __all__ = ["Fragment", "vectorize_tile", "merge_fragments", "tidy", "to_crs_coords"]
 
@@ -47,12 +47,40 @@ def clean_mask(binary: np.ndarray, valid: np.ndarray, *, open_px: int = 1, close
     r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, out.shape[0])
     c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, out.shape[1])
     part = out[r0:r1, c0:c1]
-    if open_px:
-        part = ndimage.binary_opening(part, structure=_CROSS, iterations=open_px)
-    if close_px:
-        part = ndimage.binary_closing(part, structure=_CROSS, iterations=close_px, border_value=0)
+    # opening, then closing, 4-connected, outside the part counts as False: what
+    # ndimage.binary_opening / binary_closing(structure=_CROSS, border_value=0) give, by shifted slices
+    for _ in range(open_px):
+        part = _erode(part)
+    for _ in range(open_px):
+        part = _dilate(part)
+    for _ in range(close_px):
+        part = _dilate(part)
+    for _ in range(close_px):
+        part = _erode(part)
     out[r0:r1, c0:c1] = part
     return out & valid
+
+
+def _erode(a: np.ndarray) -> np.ndarray:
+    """Binary erosion by the 4-neighbour cross, pixels beyond the edge False (``border_value=0``)."""
+    out = a.copy()
+    out[1:] &= a[:-1]
+    out[:-1] &= a[1:]
+    out[:, 1:] &= a[:, :-1]
+    out[:, :-1] &= a[:, 1:]
+    out[0] = out[-1] = False
+    out[:, 0] = out[:, -1] = False
+    return out
+
+
+def _dilate(a: np.ndarray) -> np.ndarray:
+    """Binary dilation by the 4-neighbour cross."""
+    out = a.copy()
+    out[1:] |= a[:-1]
+    out[:-1] |= a[1:]
+    out[:, 1:] |= a[:, :-1]
+    out[:, :-1] |= a[:, 1:]
+    return out
 
 
 def vectorize_tile(
@@ -62,11 +90,13 @@ def vectorize_tile(
     col_off: int,
     row_off: int,
     seam_edges: tuple[bool, bool, bool, bool],
+    min_px: float = 0.0,
 ) -> list[Fragment]:
     """Polygons of the True pixels of ``mask`` ``(h, w)`` in one tile core at ``(col_off, row_off)``.
 
     ``prob`` ``(h, w)`` float32 gives the confidence statistics. ``seam_edges`` says which core edges
     (top, bottom, left, right) touch another tile: fragments reaching them are marked ``on_seam``.
+    Fragments of fewer than ``min_px`` pixels that touch no seam are left out (never polygonised).
     """
     labels, n = ndimage.label(mask, structure=_CROSS)
     if n == 0:
@@ -83,20 +113,45 @@ def vectorize_tile(
     for edge, is_seam in zip(edges, seam_edges, strict=True):
         if is_seam:
             seam[np.unique(edge)] = True
-    out: list[Fragment] = []
+    if min_px > 0:
+        keep = np.concatenate([[False], (counts >= min_px) | seam[1:]])
+        if not keep.any():
+            return []
+        if not keep[1:].all():
+            inside = keep[labels]
     with warnings.catch_warnings():
         # pixel coordinates are intended: the first tile's translation is the identity
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         shapes = list(
             features.shapes(
-                labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=Affine.translation(col_off, row_off)
+                labels.astype(np.int32, copy=False),
+                mask=inside,
+                connectivity=4,
+                transform=Affine.translation(col_off, row_off),
             )
         )
-    for geom, value in shapes:
+    if not shapes:
+        return []
+    # all rings of all polygons in one array, built by shapely in one call: the same polygons as
+    # shapely.geometry.shape() of each GeoJSON mapping, without its per-vertex Python work
+    points: list[tuple[float, float]] = []
+    ring_len: list[int] = []
+    ring_poly: list[int] = []
+    for k, (geom, _) in enumerate(shapes):
+        for ring in geom["coordinates"]:
+            points.extend(ring)
+            ring_len.append(len(ring))
+            ring_poly.append(k)
+    rings = shapely.linearrings(
+        np.asarray(points, dtype=np.float64), indices=np.repeat(np.arange(len(ring_len)), ring_len)
+    )
+    polys = shapely.polygons(rings, indices=np.asarray(ring_poly))
+    out: list[Fragment] = []
+    for poly, (_, value) in zip(polys, shapes, strict=True):
         k = int(value)
         out.append(
             Fragment(
-                geometry=shape(geom),
+                geometry=poly,
                 n_px=int(counts[k - 1]),
                 prob_sum=float(sums[k - 1]),
                 prob_max=float(maxes[k - 1]),
