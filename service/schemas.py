@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.vocab import ZoneKind
+
 __all__ = [
     "PublicModel",
     "HealthPublic",
@@ -477,7 +479,16 @@ class CreditListPublic(BaseModel):
 
 # --- Priority zones (重点监管区域) ----------------------------------------------------------------------------
 
-__all__ += ["PriorityZonePublic", "PriorityZonesPublic", "AssigneePublic", "AssigneesPublic"]
+__all__ += ["PriorityZonePublic", "PriorityZonesPublic", "PriorityZoneUpdate", "AssigneePublic", "AssigneesPublic"]
+
+
+class PriorityZoneUpdate(BaseModel):
+    """What a supervisor may change by hand; the outline is changed by re-importing. Leave a field out to keep it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(None, min_length=1, max_length=300, description="名称")
+    kind: ZoneKind = Field(None, description="类型")
+    weight: int = Field(None, ge=0, le=1000, description="Priority added to suspected patches inside (0-1000)")
 
 
 class PriorityZonePublic(_Out):

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from service import audit
 from service.core.config import Settings
-from service.errors import ImportFormatError, InvalidInputError
+from service.errors import ConflictError, ImportFormatError, InvalidInputError
 from service.geometry import geodesic_area_m2
 from service.models import District, ImportReport, Patch, PriorityZone, User, patch_zones, set_geometry
 from service.project_import import (
@@ -63,6 +63,7 @@ __all__ = [
     "rank_patches",
     "rerank_areas",
     "delete_zone",
+    "edit_zone",
     "zones_of",
     "parse_zone_filter",
     "zone_filter",
@@ -440,6 +441,31 @@ def delete_zone(session: Session, zone: PriorityZone, *, user: User) -> int:
     session.delete(zone)
     session.flush()
     return changed
+
+
+def edit_zone(session: Session, zone: PriorityZone, changes: dict[str, Any], *, user: User) -> int:
+    """Change a zone's ``name``, ``kind`` or ``weight`` by hand (audited ``edited``); a new weight ranks its
+    patches again. Returns how many patches changed rank. :class:`ConflictError` when another zone already
+    has the new name and kind (imports update zones by that pair)."""
+    name, kind = changes.get("name", zone.name), changes.get("kind", zone.kind)
+    if (name, kind) != (zone.name, zone.kind):
+        same = (PriorityZone.name == name, PriorityZone.kind == kind, PriorityZone.id != zone.id)
+        other = session.scalar(select(PriorityZone.id).where(*same))
+        if other is not None:
+            raise ConflictError(f"priority zone #{other} is already called {name!r} ({kind}); choose another name")
+    before = audit.snapshot(zone, AUDIT_FIELDS)
+    old_weight = zone.weight
+    for key, value in changes.items():
+        setattr(zone, key, value)
+    session.flush()
+    after = audit.snapshot(zone, AUDIT_FIELDS)
+    if after == before:
+        return 0
+    audit.record(session, user, zone, "edited", before=before, after=after)
+    if zone.weight == old_weight:
+        return 0
+    reason = f"priority zone {zone.name!r} weight {old_weight} → {zone.weight}"
+    return rerank_areas(session, [zone.geometry], reason=reason, user=user, old_weights={zone.id: old_weight})
 
 
 def zones_of(session: Session, patch: Patch) -> list[PriorityZone]:

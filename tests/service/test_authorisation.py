@@ -58,6 +58,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/priority-zones/{zone_id}", "viewer", {}),
     ("GET", "/api/v1/priority-zones/imports/{import_id}", "viewer", {}),
     ("POST", "/api/v1/priority-zones/import", "supervisor", {"files": {"file": ("empty.zip", b"")}}),
+    ("PATCH", "/api/v1/priority-zones/{zone_id}", "supervisor", {"json": {"weight": 1}}),
     ("DELETE", "/api/v1/priority-zones/{zone_id}", "supervisor", {}),
     # imagery
     ("POST", "/api/v1/imagery", "supervisor", {"files": {"file": ("x.tif", b"junk")}}),

@@ -1,4 +1,4 @@
-"""``/priority-zones``: priority zones (重点监管区域): import, list, read, delete.
+"""``/priority-zones``: priority zones (重点监管区域): import, list, read, edit, delete.
 
 Patches inside a zone rank higher (:mod:`service.zones`); importing or deleting zones ranks the patches
 there again, and their histories say why.
@@ -20,13 +20,14 @@ from service.errors import InvalidInputError, NotFoundError
 from service.imagery import display_name, upload_tempdir
 from service.models import ImportReport, PriorityZone, User, patch_zones
 from service.projects import parse_bbox
-from service.schemas import ImportReportPublic, PriorityZonePublic, PriorityZonesPublic
+from service.schemas import ImportReportPublic, PriorityZonePublic, PriorityZonesPublic, PriorityZoneUpdate
 from service.vocab import Role, ZoneKind
 from service.zones import (
     MAX_WEIGHT,
     ZoneQuery,
     apply_zone_import,
     delete_zone,
+    edit_zone,
     kind_label,
     read_zone_file,
     search_zones,
@@ -136,6 +137,30 @@ def read_zone(user: Reader, zone: OwnedZone, session: SessionDep, response: Resp
     count = session.scalar(select(func.count()).select_from(patch_zones).where(patch_zones.c.zone_id == zone.id))
     response.headers["ETag"] = etag_of(zone)
     return zone_public(zone, patch_count=count or 0)
+
+
+@router.patch(
+    "/{zone_id}",
+    response_model=PriorityZonePublic,
+    summary="Rename a priority zone or change its kind or weight; its patches are ranked again",
+    responses=problem_responses(403, 409, 412),
+)
+def update_zone(
+    user: Supervisor,
+    zone: OwnedZone,
+    body: PriorityZoneUpdate,
+    response: Response,
+    session: SessionDep,
+    if_match: Annotated[str | None, Header(description="ETag from GET; 412 if someone changed it first")] = None,
+) -> PriorityZonePublic:
+    check_if_match(if_match, zone)
+    changes = body.model_dump(exclude_unset=True)
+    if "kind" in changes:
+        changes["kind"] = ZoneKind(changes["kind"]).value
+    edit_zone(session, zone, changes, user=user)
+    session.commit()
+    response.headers["ETag"] = etag_of(zone)
+    return zone_public(zone)
 
 
 @router.delete(

@@ -218,6 +218,37 @@ def test_reimport_updates_weight_and_outline_and_reranks(client, auth, add_patch
     assert zone_history["version"] == 3
 
 
+def test_edit_renames_and_reweights_and_reranks(client, auth, add_patches):
+    (in_water,) = add_patches([P_W])
+    imported(client, auth)
+    names = zone_ids(client, auth)
+    water = names["于桥水库饮用水水源保护区"]
+    url = f"/api/v1/priority-zones/{water}"
+    etag = client.get(url, headers=auth("viewer")).headers["ETag"]
+    assert patch(client, auth, in_water)["priority"] == 80
+    response = client.patch(url, headers={**auth("supervisor"), "If-Match": etag},
+                            json={"weight": 70, "name": "于桥水库一级保护区"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["name"], body["weight"], body["version"]) == ("于桥水库一级保护区", 70, 2)
+    assert response.headers["ETag"] != etag
+    assert patch(client, auth, in_water)["priority"] == 100
+    last = [e for e in history(client, auth, in_water) if e["action"] == "reranked"][-1]
+    assert (last["before"]["priority"], last["after"]["priority"]) == (80, 100) and "50 → 70" in last["reason"]
+    # someone saved first; another zone's name and kind; out of range; unknown field; roles; other districts
+    stale = client.patch(url, headers={**auth("supervisor"), "If-Match": etag}, json={"weight": 10})
+    assert stale.status_code == 412 and stale.headers["content-type"] == PROBLEM
+    taken = client.patch(url, headers=auth("supervisor"), json={"name": "九山顶陡坡区", "kind": "steep_slope"})
+    assert taken.status_code == 409 and "九山顶陡坡区" in taken.json()["detail"]
+    for bad in ({"weight": 5000}, {"weight": -1}, {"name": ""}, {"kind": "volcano"}, {"geometry": None}):
+        assert client.patch(url, headers=auth("supervisor"), json=bad).status_code == 422, bad
+    assert client.patch(url, headers=auth("inspector"), json={"weight": 1}).status_code == 403
+    assert client.patch(url, headers=auth("supervisor_jinghai"), json={"weight": 1}).status_code == 404
+    assert client.get(url, headers=auth("viewer")).json()["weight"] == 70  # none of those changed it
+    same = client.patch(url, headers=auth("supervisor"), json={"weight": 70})
+    assert same.status_code == 200 and same.json()["version"] == 2  # nothing changed: no new version
+
+
 def test_priority_zone_filter_in_patches_and_exports(client, auth, add_patches):
     ids = dict(zip(["w", "ws", "s", "out"], add_patches([P_W, P_WS, P_S, P_OUT]), strict=True))
     imported(client, auth)
