@@ -39,10 +39,10 @@ from detector.io import (
     inspect_raster,
     write_patches,
 )
-from detector.patches import PatchSource, build_patches
+from detector.patches import PatchSource, build_patches, in_chunks
 from detector.radiometry import Normaliser, fit_normaliser
 from detector.tiling import Tile, count_tiles, make_tiles
-from detector.vectorize import Fragment, clean_mask, merge_fragments, tidy, to_crs_coords, vectorize_tile
+from detector.vectorize import Fragment, clean_mask, merge_fragments, tidy_many, to_crs_coords, vectorize_tile
 from models import ChangeModel, load_model
 
 __all__ = [
@@ -515,11 +515,14 @@ def finish_patches(plan: DetectionPlan, fragments: list[Fragment]) -> gpd.GeoDat
     a_info, b_info = plan.after, plan.before
     px_area_m2 = res_m * res_m
     min_px = opts.min_area_m2 / px_area_m2
+    # cheap pre-filter; the exact test is on the ellipsoid below
+    candidates = [f for f in merge_fragments(fragments) if f.n_px >= 0.5 * min_px]
+    workers = _workers(opts)
+    tidied = in_chunks(
+        lambda g: tidy_many(g, min_hole_px=max(min_px, 1.0)), [f.geometry for f in candidates], workers
+    )
     kept: list[Fragment] = []
-    for frag in merge_fragments(fragments):
-        if frag.n_px < 0.5 * min_px:  # cheap pre-filter; the exact test is on the ellipsoid below
-            continue
-        geom = tidy(frag.geometry, min_hole_px=max(min_px, 1.0))
+    for frag, geom in zip(candidates, tidied, strict=True):
         if geom is not None:
             frag.geometry = geom
             kept.append(frag)
@@ -541,4 +544,5 @@ def finish_patches(plan: DetectionPlan, fragments: list[Fragment]) -> gpd.GeoDat
         source=source,
         min_area_m2=opts.min_area_m2,
         out_crs=CRS.from_user_input(opts.out_crs) if opts.out_crs else None,
+        workers=workers,
     )

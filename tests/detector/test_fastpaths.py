@@ -96,3 +96,83 @@ def test_sample_and_reads_are_the_same_with_threads_and_masks(tmp_path, masked: 
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(valid, mask if masked else np.ones_like(mask))
+
+
+def _odd_polygons() -> list:
+    import shapely
+    from shapely.geometry import Polygon, box
+
+    rng = np.random.default_rng(11)
+    out = [box(0, 0, 1, 1), box(0, 0, 30, 0.5), box(5, 5, 25, 25).difference(box(10, 10, 12, 12))]
+    ring = box(0, 0, 40, 40).difference(box(5, 5, 35, 35))  # a frame: one big hole
+    out.append(ring)
+    for _ in range(30):  # pixel-staircase blobs like the polygoniser makes
+        m = np.zeros((30, 30), bool)
+        r, c = rng.integers(0, 20, 2)
+        m[r : r + rng.integers(2, 10), c : c + rng.integers(2, 10)] = True
+        m[rng.integers(0, 30), :] = rng.random() < 0.5
+        cells = [box(j, i, j + 1, i + 1) for i, j in zip(*np.nonzero(m), strict=True)]
+        g = shapely.union_all(cells)
+        out.extend(p for p in getattr(g, "geoms", [g]) if isinstance(p, Polygon))
+    return out
+
+
+def test_tidy_many_is_tidy_of_each() -> None:
+    from detector.vectorize import tidy, tidy_many
+
+    geoms = _odd_polygons()
+    for min_hole in (1.0, 5.0, 50.0):
+        want = [tidy(g, min_hole_px=min_hole) for g in geoms]
+        got = tidy_many(geoms, min_hole_px=min_hole)
+        assert [None if g is None else g.wkb for g in got] == [None if g is None else g.wkb for g in want]
+    assert tidy_many([], min_hole_px=1.0) == []
+
+
+def test_geodesic_area_and_patch_table_are_unchanged_by_the_array_paths() -> None:
+    import shapely
+    from pyproj import Geod
+    from rasterio.crs import CRS
+
+    from detector.patches import PatchSource, _patch_id, build_patches, geodesic_area_m2, to_lonlat
+    from tests.fixtures import GK_CRS, GK_ORIGIN
+
+    geoms = [
+        shapely.affinity.translate(shapely.affinity.scale(g, 3, 3, origin=(0, 0)), *GK_ORIGIN) for g in _odd_polygons()
+    ]
+    lonlat = to_lonlat(geoms, CRS.from_user_input(GK_CRS))
+    lonlat.append(shapely.union_all([lonlat[0], shapely.affinity.translate(lonlat[1], 0.01, 0)]))  # a multipolygon
+    geod = Geod(ellps="GRS80")
+    want = [abs(geod.geometry_area_perimeter(g)[0]) for g in lonlat]
+    np.testing.assert_array_equal(geodesic_area_m2(lonlat), want)
+    source = PatchSource("2023-06-01", "2024-06-01", "b.tif", "a.tif", "m@1")
+    n = len(geoms)
+    one = build_patches(
+        geoms, [100] * n, [50.0] * n, [0.9] * n, crs=CRS.from_user_input(GK_CRS), source=source, min_area_m2=5
+    )
+    two = build_patches(
+        geoms,
+        [100] * n,
+        [50.0] * n,
+        [0.9] * n,
+        crs=CRS.from_user_input(GK_CRS),
+        source=source,
+        min_area_m2=5,
+        workers=3,
+    )
+    assert one.drop(columns="geometry").equals(two.drop(columns="geometry")) and len(one) > 20
+    ids = {_patch_id("2024", g, source) for g, a in zip(lonlat[:n], want[:n], strict=True) if a >= 5}
+    assert set(one.patch_id) == ids
+
+
+def test_in_chunks_keeps_order() -> None:
+    from detector.patches import in_chunks
+
+    seen: list[int] = []
+
+    def double(chunk: list[int]) -> list[int]:
+        seen.append(len(chunk))
+        return [x * 2 for x in chunk]
+
+    assert in_chunks(double, list(range(1000)), 3) == [x * 2 for x in range(1000)]
+    assert sorted(seen) == [333, 334, 334]
+    assert in_chunks(double, [], 3) == []
