@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 # Each block is read about once (plus tile margins), so GDAL's default block cache (5 % of RAM,
 # 1.2 GB here) only inflates memory. Set before GDAL first sizes its cache; the environment wins.
 os.environ.setdefault("GDAL_CACHEMAX", "256")
+# A read that spans several compressed blocks (every tile, most cells of the radiometric sample)
+# decodes them on all cores: measured 10-25 % less wall time on the 2-core machine, even with two
+# tile threads. The environment wins here too (e.g. GDAL_NUM_THREADS=1 on a busy shared worker).
+os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
 
 #: Output drivers by file extension.
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".shp": "ESRI Shapefile"}
