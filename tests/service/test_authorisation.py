@@ -198,14 +198,15 @@ def foreign_ids(settings, add_patches) -> dict[str, str]:
 
 
 def _snapshot(settings) -> dict[str, object]:
+    """Rows by id (PostgreSQL returns an updated row, e.g. a token's last_used_at, in another place)."""
     engine = make_engine(settings)
     with session_scope(make_sessionmaker(engine)) as session:
         snap = {
-            "patches": [(p.id, p.version, p.review_status) for p in session.scalars(select(Patch))],
-            "projects": [(p.id, p.version, p.name) for p in session.scalars(select(Project))],
-            "zones": [(z.id, z.version) for z in session.scalars(select(PriorityZone))],
-            "scans": [(s.id, s.status, s.cancel_requested) for s in session.scalars(select(Scan))],
-            "tokens": [(t.id, t.revoked) for t in session.scalars(select(ApiToken))],
+            "patches": [(p.id, p.version, p.review_status) for p in session.scalars(select(Patch).order_by(Patch.id))],
+            "projects": [(p.id, p.version, p.name) for p in session.scalars(select(Project).order_by(Project.id))],
+            "zones": [(z.id, z.version) for z in session.scalars(select(PriorityZone).order_by(PriorityZone.id))],
+            "scans": [(s.id, s.status, s.cancel_requested) for s in session.scalars(select(Scan).order_by(Scan.id))],
+            "tokens": [(t.id, t.revoked) for t in session.scalars(select(ApiToken).order_by(ApiToken.id))],
         }
     engine.dispose()
     return snap
