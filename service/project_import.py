@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 from pyproj import CRS
@@ -232,6 +233,9 @@ def clean_polygon(
     """
     if geom is None or (isinstance(geom, float) and math.isnan(geom)) or geom.is_empty:
         result.error(index, "no geometry (empty shape or missing coordinates)", code)
+        return None, False
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        result.error(index, "coordinates include NaN or infinity; fix or remove the broken vertices", code)
         return None, False
     try:
         geom = reproject(geom, src_crs, WGS84)

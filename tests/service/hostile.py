@@ -294,6 +294,12 @@ def _with_token(token: bytes, count: int = -1) -> bytes:
     return text.replace(b"117.4,", token + b",", count)
 
 
+def _nan_vertex() -> bytes:
+    """A good feature and a closed ring with one NaN vertex in the middle."""
+    text = _geojson(_feature(_square(117.5, 40.1), code="H-000"), _feature(_square(117.4, 40.0)))
+    return text.replace(b"[117.4, 40.001]", b"[NaN, 40.001]", 1)
+
+
 def _xlsx_bomb(megabytes: int = 64) -> bytes:
     """A well-formed workbook whose sheet is ``megabytes`` MiB of spaces (compresses ~1000:1)."""
     source = zipfile.ZipFile(io.BytesIO(project_files.xlsx_bytes()))
@@ -356,6 +362,8 @@ PROJECT_FILES: dict[str, Any] = {
     "geojson_nan": lambda: ("清单.geojson", _with_token(b"NaN"), {}, "reject"),
     "geojson_infinity": lambda: ("清单.geojson", _with_token(b"Infinity"), {}, "rows"),
     "geojson_nan_unclosed_ring": lambda: ("清单.geojson", _with_token(b"NaN", count=1), {}, "reject"),
+    # a closed ring with one NaN vertex inside is built: that row is rejected with its reason, the rest imported
+    "geojson_nan_vertex": lambda: ("清单.geojson", _nan_vertex(), {}, "rows"),
     "geojson_bowtie": lambda: (
         "清单.geojson",
         _geojson(
