@@ -340,7 +340,7 @@ def _fit(src: PairSource, area: Window, two_dates: bool, match: bool, workers: i
             "the images overlap only where one of them has no data (nodata, mask or alpha); "
             "check the nodata value and the footprints"
         )
-    return fit_normaliser(before if two_dates else None, after, valid, match_histograms=match)
+    return fit_normaliser(before if two_dates else None, after, valid, match_histograms=match, workers=workers)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -16,6 +16,7 @@ detector, the training data and the evaluation, so a model always sees one scale
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,13 +114,19 @@ def _quantiles(img: np.ndarray, valid: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def fit_normaliser(
-    before: np.ndarray | None, after: np.ndarray, valid: np.ndarray, *, match_histograms: bool = True
+    before: np.ndarray | None,
+    after: np.ndarray,
+    valid: np.ndarray,
+    *,
+    match_histograms: bool = True,
+    workers: int = 1,
 ) -> Normaliser:
     """Learn the scale from samples ``(bands, h, w)`` of both dates; ``valid`` ``(h, w)`` bool marks usable pixels.
 
     With ``before=None`` (single-date mode) the after image defines the scale itself; with
     ``match_histograms=False`` the after image is used as it is (same sensor, same calibration).
-    Raises ValueError when fewer than 100 valid pixels are given.
+    Raises ValueError when fewer than 100 valid pixels are given. ``workers`` threads fit the bands
+    (numpy's sorting releases the GIL); the result does not depend on it.
     """
     n_valid = int(valid.sum())
     if n_valid < 100:
@@ -132,10 +139,19 @@ def fit_normaliser(
         idx = np.flatnonzero(valid.reshape(-1))
         if idx.size > _MAX_FIT_PIXELS:  # a regular subsample is plenty for two numbers per band
             idx = idx[:: idx.size // _MAX_FIT_PIXELS + 1]
-        for b in range(bands):
-            gain[b], offset[b] = _fit_band(
+
+        def fit(b: int) -> tuple[float, float]:
+            return _fit_band(
                 after[b].reshape(-1)[idx].astype(np.float64), before[b].reshape(-1)[idx].astype(np.float64)
             )
+
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, bands), thread_name_prefix="soilwatch-fit") as pool:
+                fitted = list(pool.map(fit, range(bands)))
+        else:
+            fitted = [fit(b) for b in range(bands)]
+        for b, (g, o) in enumerate(fitted):
+            gain[b], offset[b] = g, o
     top = float(_quantiles(ref[:3], valid, np.array([_TOP])).max()) / _TOP_TO
     return Normaliser(scale_to_one=top if top > 1e-6 else 1.0, gain=gain, offset=offset)
 

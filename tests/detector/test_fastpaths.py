@@ -176,3 +176,18 @@ def test_in_chunks_keeps_order() -> None:
     assert in_chunks(double, list(range(1000)), 3) == [x * 2 for x in range(1000)]
     assert sorted(seen) == [332, 334, 334]
     assert in_chunks(double, [], 3) == []
+
+
+def test_fit_normaliser_is_the_same_with_threads() -> None:
+    from detector.radiometry import fit_normaliser
+
+    rng = np.random.default_rng(8)
+    before = (rng.random((4, 300, 300)) * 3000).astype(np.uint16)
+    after = (before * 1.1 + 40 + rng.normal(0, 30, before.shape)).clip(0, 65535).astype(np.uint16)
+    after[:, 100:160, 100:200] = 3900  # a new bright site
+    valid = np.ones((300, 300), bool)
+    one = fit_normaliser(before, after, valid)
+    two = fit_normaliser(before, after, valid, workers=3)
+    assert one.scale_to_one == two.scale_to_one
+    np.testing.assert_array_equal(one.gain, two.gain)
+    np.testing.assert_array_equal(one.offset, two.offset)
