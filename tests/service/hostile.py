@@ -295,9 +295,10 @@ def _with_token(token: bytes, count: int = -1) -> bytes:
 
 
 def _nan_vertex() -> bytes:
-    """A good feature and a closed ring with one NaN vertex in the middle."""
-    text = _geojson(_feature(_square(117.5, 40.1), code="H-000"), _feature(_square(117.4, 40.0)))
-    return text.replace(b"[117.4, 40.001]", b"[NaN, 40.001]", 1)
+    """A good feature and a closed triangle with one NaN vertex (GEOS raises on it when it is made valid)."""
+    triangle = {"type": "Polygon", "coordinates": [[[117.4, 40.0], [117.41, 40.0], [117.41, 40.01], [117.4, 40.0]]]}
+    text = _geojson(_feature(_square(117.5, 40.1), code="H-000"), _feature(triangle))
+    return text.replace(b"[117.41, 40.0]", b"[NaN, 40.0]", 1)
 
 
 def _xlsx_bomb(megabytes: int = 64) -> bytes:
