@@ -62,6 +62,8 @@ def main() -> None:
                     soilwatch,
                     "-q",
                     "detect",
+                    "--model",
+                    "baseline",  # named: issue 3 measures the spectral baseline, whatever the CLI's default
                     "-b",
                     str(pair.before),
                     "-a",
