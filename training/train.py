@@ -404,9 +404,10 @@ def _evaluate(net: Any, meta: dict[str, Any], cfg: TrainConfig, root: Path, say:
 
     model = TorchChangeModel(net, name=cfg.name, meta=meta, num_threads=cfg.optim.threads)
     report = evaluate(model, index_data(root, cfg.data.eval_sets), spec=cfg.name).as_dict()
-    kind = "in_sample" if set(cfg.data.eval_sets) & set(cfg.data.train_sets) else "held_out"
+    held_out = sorted(set(cfg.data.eval_sets) - set(cfg.data.train_sets))
+    kind = "held_out" if len(held_out) == len(set(cfg.data.eval_sets)) else "in_sample" if not held_out else "mixed"
     for name, s in report["sets"].items():
         px, ob = s["pixel"], s["object"]
-        say(f"{kind} {name}: pixel P/R/F1/IoU {px['precision']}/{px['recall']}/{px['f1']}/{px['iou']} "
-            f"object P/R {ob['precision']}/{ob['recall']}")
-    return {"kind": kind, "report": report}
+        say(f"{'held_out' if name in held_out else 'in_sample'} {name}: pixel P/R/F1/IoU {px['precision']}/"
+            f"{px['recall']}/{px['f1']}/{px['iou']} object P/R {ob['precision']}/{ob['recall']}")
+    return {"kind": kind, "held_out_sets": held_out, "report": report}

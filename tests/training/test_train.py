@@ -131,3 +131,16 @@ def test_train_entry_point_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     model = load_model(out)
     y = model.predict(np.zeros((1, 2, 3, 20, 24), np.float32), ["red", "green", "blue"])
     assert y.shape == (1, 20, 24)
+
+
+def test_the_sidecar_says_which_scores_are_held_out(tmp_path: Path, fake_data: Path) -> None:
+    base = _smoke(steps=2, log_every=1)
+    cfg = dataclasses.replace(base, data=dataclasses.replace(
+        base.data, train_sets=("pngset",), eval_sets=("pngset", "tifset"), synthetic_fraction=0.5))  # fmt: skip
+    lines: list[str] = []
+    train(cfg, tmp_path / "m.pt", root=fake_data, progress=lines.append)
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert (metrics["kind"], metrics["held_out_sets"]) == ("mixed", ["tifset"])
+    assert set(metrics["report"]["sets"]) == {"pngset", "tifset"}
+    assert any(line.startswith("held_out tifset:") for line in lines)
+    assert any(line.startswith("in_sample pngset:") for line in lines)
