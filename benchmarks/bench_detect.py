@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--resolution-m", type=float, default=2.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--models", nargs="+", default=["noop", "baseline"],
+                        help="noop, or names/weights for soilwatch detect --model (e.g. changenet, auto)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default benchmarks/out/detect.json)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     from detector.demo import make_demo_pair
@@ -52,7 +55,7 @@ def main() -> None:
     km2 = mpx * args.resolution_m**2
     soilwatch = str(Path(sys.executable).with_name("soilwatch"))
     rows = []
-    for model in ("noop", "baseline"):
+    for model in args.models:
         for workers in args.workers:
             out = OUT / f"patches_{model}_{workers}.gpkg"
             if model == "noop":
@@ -63,7 +66,7 @@ def main() -> None:
                     "-q",
                     "detect",
                     "--model",
-                    "baseline",  # named: issue 3 measures the spectral baseline, whatever the CLI's default
+                    model,  # named: issue 3 measures the spectral baseline, whatever the CLI's default
                     "-b",
                     str(pair.before),
                     "-a",
@@ -114,7 +117,7 @@ def main() -> None:
         },
         "runs": rows,
     }
-    (OUT / "detect.json").write_text(json.dumps(report, indent=2))
+    (args.out or OUT / "detect.json").write_text(json.dumps(report, indent=2))
     print(
         "\n| model | workers | wall s | Mpx/s | km²/s at 2 m | CPU s | peak RSS MB | load avg before → after |"
         "\n|---|---|---|---|---|---|---|---|"

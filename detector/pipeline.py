@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from detector.align import check_resolution, overlap_window
+from detector.auto import AUTO, resolve_options
 from detector.bands import BandMap, common_bands
 from detector.errors import BandMappingError, NoOverlapError
 from detector.io import (
@@ -70,7 +71,7 @@ class DetectOptions:
     ``threshold``/``tile_size``/``batch_size``: override the model's own defaults.
     """
 
-    model: str = "baseline"
+    model: str = "auto"  # detector.auto: the learned model for two dates of fine imagery, else the baseline
     model_config: dict[str, Any] | None = None
     threshold: float | None = None
     min_area_m2: float = 200.0
@@ -122,6 +123,9 @@ class DetectionResult:
 
 
 def prepare_model(options: DetectOptions) -> ChangeModel:
+    """Load ``options.model``; ``auto`` must have been resolved for the images first (:func:`resolve_options`)."""
+    if options.model == AUTO:
+        raise ValueError("model 'auto' depends on the images: resolve it with detector.auto.resolve_options first")
     kwargs: dict[str, Any] = {}
     if options.model_config:
         kwargs["config"] = options.model_config
@@ -199,6 +203,8 @@ def plan_detection(
         else inspect_raster(before, bands=opts.bands_before, limits=opts.limits, name=str(before))
     )
     a_info = inspect_raster(after, bands=opts.bands_after, limits=opts.limits, name=str(after))
+    if b_info is not None:  # the dates must carry the same bands, whichever of them the model reads
+        common_bands(b_info.bands, a_info.bands, allow_subset=opts.common_bands)
     a_bands = _bands_for_model(a_info.bands, model)
     if b_info is not None:
         b_bands, a_bands = common_bands(_bands_for_model(b_info.bands, model), a_bands, allow_subset=opts.common_bands)
@@ -286,7 +292,9 @@ def detect_pair(
         check_output_path(out, overwrite=opts.overwrite, kinds=VECTOR_DRIVERS)
     if opts.prob_out is not None:
         check_output_path(opts.prob_out, overwrite=opts.overwrite, kinds={".tif": "", ".tiff": ""})
-    model = model or prepare_model(opts)
+    if model is None:
+        opts = resolve_options(opts, before)
+        model = prepare_model(opts)
     plan = plan_detection(before, after, options=opts, model=model)
     workers = _workers(opts)
     prob_writer = (

@@ -13,7 +13,7 @@ built around the scene's planted construction sites so that every compliance cat
 * every other site → 疑似未批先建 (built without approval).
 
 A priority-zone file (重点监管区域) puts a 水源保护区 around one of the unapproved sites, so that its patch
-ranks first (its category's 30 plus the zone's 50).
+ranks first (its suspected category's priority plus the zone's 50).
 
 :func:`run_demo` then drives the real app in-process (the same routes, service functions and scan
 worker as ``soilwatch serve``): import districts, create users, import the list, upload the two

@@ -56,8 +56,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The model scans use (a registered name; never a path from a request, which could name any file).
-DEFAULT_MODEL = "baseline"
+#: The model scans use (a registered name; never a path from a request, which could name any file). ``auto``: the
+#: learned model for two dates at 5 m or finer, else the spectral baseline (detector.auto); patches record which ran.
+DEFAULT_MODEL = "auto"
 TERMINAL = frozenset({ScanStatus.succeeded.value, ScanStatus.failed.value, ScanStatus.cancelled.value})
 #: Share of the progress bar given to detection; ingest and matching take the rest.
 _DETECT_SHARE = 0.9

@@ -22,7 +22,9 @@ def demo(
     size: int = typer.Option(2048, min=256, max=20_000, help="Scene size in pixels (square)."),
     resolution_m: float = typer.Option(1.0, "--resolution-m", min=0.5, max=10.0, help="Ground resolution in metres."),
     seed: int = typer.Option(7, help="Seed of the synthetic scene."),
-    model: str = typer.Option("baseline", "--model", "-m", help="Model name or weights file."),
+    model: str = typer.Option(
+        "auto", "--model", "-m", help="auto (as soilwatch detect), a registered model name, or a weights file."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier demo results in --out-dir."),
 ) -> None:
     """Make demo imagery and detect the disturbance patches on it.

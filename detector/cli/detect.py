@@ -38,7 +38,12 @@ def detect(
         None, "--before", "-b", help="The earlier image. Without it: current bare soil in --after only."
     ),
     model: str = typer.Option(
-        "baseline", "--model", "-m", help="Registered model name (baseline) or a weights file path (.pt)."
+        "auto",
+        "--model",
+        "-m",
+        help="auto: the learned model (changenet) for two dates at 5 m per pixel or finer, else the spectral "
+        "baseline (one date, coarser imagery, or with --model-config); or a registered name (changenet, baseline), "
+        "or a weights file (.pt) from soilwatch train.",
     ),
     model_config: Path | None = typer.Option(
         None, "--model-config", help="YAML file of model settings, e.g. baseline thresholds."

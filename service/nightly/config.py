@@ -29,7 +29,11 @@ class NightlyOptions(BaseSettings):
     report_dir: Path | None = Field(
         default=None, description="Reports go to <report_dir>/run-<id>/. Default: work_dir."
     )
-    model: str = "baseline"
+    model: str = Field(
+        default="auto",
+        description="A model name, a weights file, or auto: the learned model for two dates at 5 m or finer, else the "
+        "spectral baseline (detector.auto).",
+    )
     unit_px: int = Field(default=2048, ge=64, description="Work units: blocks of this many pixels on the before grid.")
     workers: int | None = Field(default=None, ge=1, description="Local processes; default: all cores.")
     scheduler: str | None = Field(default=None, description="Dask scheduler address, e.g. tcp://host:8786.")

@@ -150,13 +150,14 @@ def _paths(session: Session, ids: tuple[int, ...], work_dir: Path, name: str, da
 
 def _plan_jobs(factory: sessionmaker[Session], run_id: int, options: NightlyOptions, work_dir: Path) -> None:
     """Create the jobs of the scenes not yet scanned (each committed on its own, with its plan)."""
+    from detector.auto import resolve_options
     from detector.errors import DetectorError
     from detector.pipeline import DetectOptions, plan_detection, prepare_model
     from service.nightly.errors import NightlyError
 
     with factory() as session:
         specs = pair_scenes(session, new_scene_ids(session), min_cover=options.min_cover)
-    model = None
+    models: dict[str, Any] = {}  # by resolved name: "auto" may choose differently for each pair
     for spec in specs:
         key = spec.key(options.model, options.unit_px)
         with factory() as session:
@@ -175,10 +176,11 @@ def _plan_jobs(factory: sessionmaker[Session], run_id: int, options: NightlyOpti
                 job.after_path = _paths(session, spec.after_ids, work_dir, f"{key[:16]}-after", str(spec.after_date))
                 job.before_path = _paths(session, spec.before_ids, work_dir, f"{key[:16]}-before",
                                          str(spec.before_date))  # fmt: skip
-                model = model or prepare_model(DetectOptions(model=options.model))
-                opts = DetectOptions(model=options.model, before_date=str(spec.before_date),
-                                     after_date=str(spec.after_date))  # fmt: skip
-                plan = plan_detection(job.before_path, job.after_path, options=opts, model=model)
+                opts = resolve_options(DetectOptions(model=options.model, before_date=str(spec.before_date),
+                                                     after_date=str(spec.after_date)), job.before_path)  # fmt: skip
+                if opts.model not in models:
+                    models[opts.model] = prepare_model(opts)
+                plan = plan_detection(job.before_path, job.after_path, options=opts, model=models[opts.model])
                 cells = job_cells(session, plan, spec, options.unit_px)
                 job.plan = pickle.dumps(plan)
                 job.units_total = len(cells)

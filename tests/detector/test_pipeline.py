@@ -161,7 +161,8 @@ def test_baseline_finds_new_bare_soil_on_a_field_and_writes_every_format(tmp_pat
     b = write_tif(tmp_path / "2023-06-01_b.tif", before, order="bgrn")
     a = write_tif(tmp_path / "2024-06-01_a.tif", after, order="bgrn")
     for ext in ("gpkg", "geojson", "shp"):
-        res = detect_pair(b, a, tmp_path / f"p.{ext}", options=DetectOptions(prob_out=tmp_path / f"prob_{ext}.tif"))
+        options = DetectOptions(model="baseline", prob_out=tmp_path / f"prob_{ext}.tif")
+        res = detect_pair(b, a, tmp_path / f"p.{ext}", options=options)
         assert len(res.patches) == 2
         back = pyogrio.read_dataframe(tmp_path / f"p.{ext}")
         assert len(back) == 2 and back.crs.to_epsg() == 4548
@@ -233,7 +234,7 @@ def test_work_units_join_into_the_same_patches_as_one_run(tmp_path: Path) -> Non
 
     before, after = field_scene(360, 360, squares=[(90, 90, 60, 60), (10, 200, 40, 150), (250, 20, 90, 40)])
     b, a = write_tif(tmp_path / "b.tif", before), write_tif(tmp_path / "a.tif", after)
-    opts = DetectOptions(tile_size=128)
+    opts = DetectOptions(model="baseline", tile_size=128)
     whole = detect_pair(b, a, None, options=opts).patches
     model = prepare_model(opts)
     plan = pickle.loads(pickle.dumps(plan_detection(b, a, options=opts, model=model)))  # it travels to workers

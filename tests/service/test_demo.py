@@ -35,9 +35,10 @@ def test_demo_service_runs_the_whole_job_twice(tmp_path, capsys, monkeypatch):
     planted = [line for line in first.splitlines() if " — " in line]
     assert len(planted) == 5 and all(line.endswith("as planted") for line in planted), planted
     assert len(re.findall(r"^  demo-(?:admin|supervisor|inspector) +sw_\S{20,}$", first, re.M)) == 3
-    # the unapproved site inside the water-source zone ranks first: 30 (疑似未批先建) + 50 (水源保护区)
+    # the site left unapproved inside the water-source zone ranks first: its suspected category's priority (30
+    # 疑似未批先建, or 10 when a project of its kind lies near enough to call it 疑似建设地点变更) + 50 (水源保护区)
     zone = re.escape(f"in priority zone {ZONE_NAME} (水源保护区 +50): ")
-    zone_line = zone + r"(\S+) 疑似未批先建, priority 80$"
+    zone_line = zone + r"(\S+) (?:疑似未批先建, priority 80|疑似建设地点变更, priority 60)$"
     ranked = re.findall(zone_line, first, re.M)
     assert ranked, first
 

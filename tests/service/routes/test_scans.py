@@ -6,6 +6,7 @@ import io
 import time
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from shapely.geometry import box
@@ -32,8 +33,9 @@ def test_scan_finds_patches_and_judges_them(client, auth, tmp_path):
 
     patches = client.get("/api/v1/patches", headers=auth("inspector"), params={"scan_id": scan["id"]}).json()
     assert patches["count"] == 2
-    areas = sorted(round(p["area_m2"], -2) for p in patches["data"])
-    assert areas == [1500, 1600]
+    areas = sorted(p["area_m2"] for p in patches["data"])  # the planted squares: 30 x 50 m and 40 x 40 m
+    assert areas == pytest.approx([1500, 1600], rel=0.1)
+    assert {p["model"].split("@")[0] for p in patches["data"]} == {"changenet"}  # the default (auto) at 1 m
     assert {p["category_label"] for p in patches["data"]} == {"疑似未批先建"}
     assert {p["change_type"] for p in patches["data"]} == {"新增"}
     assert all(p["before_date"] == "2023-06-01" and p["after_date"] == "2024-06-01" for p in patches["data"])
