@@ -296,7 +296,7 @@ def detect_pair(
         opts = resolve_options(opts, before)
         model = prepare_model(opts)
     plan = plan_detection(before, after, options=opts, model=model)
-    workers = _workers(opts)
+    workers = _tile_workers(opts, model)
     prob_writer = (
         ProbabilityWriter(opts.prob_out, plan.grid, plan.area, overwrite=opts.overwrite)
         if opts.prob_out is not None
@@ -339,6 +339,15 @@ def _tile_size(requested: int, area: Window, margin: int) -> int:
 
 def _workers(opts: DetectOptions) -> int:
     return max(1, opts.workers or min(os.cpu_count() or 1, 4))
+
+
+def _tile_workers(opts: DetectOptions, model: ChangeModel) -> int:
+    """Tile threads: ``--workers``, else one per core (up to 4), except for a model that spreads every call over
+    several cores itself (a torch network on the CPU): then one, as more tile threads only contend for the same
+    cores (measured with changenet on the 100 Mpx pair: 55.9 s with one worker, 67.5 s with two)."""
+    if opts.workers is None and getattr(model, "threads_per_call", 1) > 1:
+        return 1
+    return _workers(opts)
 
 
 def _fit(src: PairSource, area: Window, two_dates: bool, match: bool, workers: int = 1) -> Normaliser:

@@ -333,6 +333,21 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: On the CPU a forward pass takes as many pairs as keep its largest activation under this size. glibc serves
+#: larger blocks with fresh mmaps that are unmapped when freed, so every pass faulted all its pages in again: a
+#: batch of four 576² pairs ran at 0.7 Mpx/s with twice as much kernel as user time; one pair per pass at 2.0 Mpx/s
+#: (one thread, measured 2026-12-03). The detector sets glibc's mmap threshold to 64 MB (detector.pipeline).
+CPU_ACTIVATION_BYTES = 48 << 20
+_WIDEST = 96  # channels of the widest stride-2 activation (block 1's expansion, 16 x 6)
+
+
+def _pairs_per_forward(hw: tuple[int, int] | torch.Size) -> int:
+    """How many (before, after) pairs of size ``hw`` one CPU forward pass takes (see CPU_ACTIVATION_BYTES)."""
+    h, w = int(hw[0]), int(hw[1])
+    per_pair = 2 * _WIDEST * (h // 2) * (w // 2) * 4
+    return max(1, CPU_ACTIVATION_BYTES // per_pair)
+
+
 class TorchChangeModel:
     """A torch change network as a :class:`models.base.ChangeModel` (numpy in, probabilities out).
 
@@ -356,6 +371,8 @@ class TorchChangeModel:
             threads = num_threads or _default_threads()
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
+        #: cores one predict call keeps busy (the detector runs one tile thread for such a model)
+        self.threads_per_call = torch.get_num_threads() if self.device.type == "cpu" else 1
         self.net = net.eval().to(self.device).to(memory_format=torch.channels_last)
         res = meta.get("resolution_m", (0.3, 10.0))
         self.info = ModelInfo(
@@ -393,8 +410,9 @@ class TorchChangeModel:
                 flat = t.reshape(b * 2 * 3, 1, h, w)
                 mode = "reflect" if ph < h and pw < w else "replicate"
                 t = F.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, 2, 3, h + ph, w + pw)
-            prob = torch.sigmoid(self.net(t))[:, 0, :h, :w]
-            return prob.float().cpu().numpy()
+            per = _pairs_per_forward(t.shape[-2:]) if self.device.type == "cpu" else t.shape[0]
+            logits = torch.cat([self.net(t[i : i + per]) for i in range(0, t.shape[0], per)])
+            return torch.sigmoid(logits)[:, 0, :h, :w].float().cpu().numpy()
 
 
 def load_change_model(path: str | Path = SHIPPED_WEIGHTS, **kwargs: Any) -> TorchChangeModel:

@@ -51,3 +51,14 @@ def test_detect_by_default_runs_the_model_auto_chose(tif: Callable[..., Path]) -
     assert len(areas) == 2 and areas[0] == pytest.approx(1600, rel=0.15) and areas[1] == pytest.approx(1800, rel=0.15)
     coarse = detect_pair(_at(tif, "b10.tif", before, 10.0), _at(tif, "a10.tif", after, 10.0))
     assert coarse.model.startswith("baseline@")
+
+
+def test_a_torch_model_on_the_cpu_gets_one_tile_thread() -> None:
+    """Its own threads already use every core; ``--workers`` still wins. The baseline gets one per core."""
+    from detector.pipeline import _tile_workers
+    from models import get_model
+
+    learned = get_model("changenet", num_threads=2, device="cpu")
+    assert learned.threads_per_call == 2 and _tile_workers(DetectOptions(), learned) == 1
+    assert _tile_workers(DetectOptions(workers=3), learned) == 3
+    assert _tile_workers(DetectOptions(), get_model("baseline")) >= 1

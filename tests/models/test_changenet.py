@@ -110,3 +110,14 @@ def test_shipped_weights_keep_their_scores_on_shared_data() -> None:
         got = report["sets"][name]
         assert got["pixel"]["f1"] >= want["pixel"]["f1"] - 0.02, name
         assert got["object"]["recall"] >= want["object"]["recall"] - 0.05, name
+
+
+def test_cpu_forward_passes_split_the_batch_without_changing_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.changenet as cn
+
+    x = np.random.default_rng(3).random((3, 2, 3, 96, 80), dtype=np.float32)
+    model = get_model("changenet", num_threads=1)
+    assert cn._pairs_per_forward((576, 576)) == 1 and cn._pairs_per_forward((96, 96)) > 3
+    whole = model.predict(x, RGB)  # three pairs fit in one pass at this size
+    monkeypatch.setattr(cn, "CPU_ACTIVATION_BYTES", 1)  # now one pair per pass
+    np.testing.assert_allclose(model.predict(x, RGB), whole, atol=1e-5)
