@@ -327,6 +327,10 @@ def load_weights(path: str | Path, *, require_sidecar: bool = False) -> tuple[Ch
 
 # -- the ChangeModel wrapper --------------------------------------------------------------------
 def _default_threads() -> int:
+    """``SOILWATCH_TORCH_THREADS`` when set (the nightly scan's worker processes set 1 each), else every usable CPU."""
+    wanted = os.environ.get("SOILWATCH_TORCH_THREADS", "").strip()
+    if wanted.isdigit() and int(wanted) > 0:
+        return int(wanted)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -66,10 +66,9 @@ def init_worker(threads: int = 1) -> None:
         os.environ[var] = str(threads)
     import sys
 
+    os.environ.setdefault("SOILWATCH_TORCH_THREADS", str(threads))  # read by models.changenet when it loads
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    else:
-        os.environ.setdefault("SOILWATCH_TORCH_THREADS", str(threads))
+        sys.modules["torch"].set_num_threads(int(os.environ["SOILWATCH_TORCH_THREADS"]))
 
 
 def _model(plan: DetectionPlan) -> Any:

@@ -121,3 +121,13 @@ def test_cpu_forward_passes_split_the_batch_without_changing_the_answer(monkeypa
     whole = model.predict(x, RGB)  # three pairs fit in one pass at this size
     monkeypatch.setattr(cn, "CPU_ACTIVATION_BYTES", 1)  # now one pair per pass
     np.testing.assert_allclose(model.predict(x, RGB), whole, atol=1e-5)
+
+
+def test_torch_threads_follow_the_nightly_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nightly worker process sets SOILWATCH_TORCH_THREADS=1 so that N processes use N cores, not N x N."""
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SOILWATCH_TORCH_THREADS", "1")
+        assert get_model("changenet").threads_per_call == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
