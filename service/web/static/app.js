@@ -104,7 +104,10 @@ function listFilters() {
 }
 
 async function loadPatches() {
+  // filters can change faster than the server answers: only the latest request may draw the map and the list
+  const ticket = (state.patchesTicket = (state.patchesTicket || 0) + 1);
   const collection = await getJson(`/map/patches.geojson${query(listFilters())}`);
+  if (ticket !== state.patchesTicket) return;
   state.features = collection.features;
   state.map.setLayer("patches", collection);
   if (state.current) state.map.select(state.current.id);

@@ -224,6 +224,28 @@ def test_priority_zones_on_the_map_in_the_list_and_the_panel(kit):
     page.click("#lang")
 
 
+def test_a_late_answer_to_an_older_filter_does_not_replace_the_newer_one(kit):
+    """Filters change faster than a loaded server answers: the map and the list show the latest query only."""
+    page = kit.page
+    kit.sign_in("inspector")
+    held = []
+    page.route(lambda url: "patches.geojson" in url and "priority_zone=any" in url, lambda route: held.append(route))
+    page.select_option("#filters select[name=priority_zone]", "any")  # its answer is held back
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the filtered request was never sent"
+    page.select_option("#filters select[name=priority_zone]", "")
+    page.wait_for_function("document.querySelectorAll('#list li').length === 5")
+    with page.expect_response(lambda r: "priority_zone=any" in r.url):
+        held[0].continue_()  # the older answer (one patch) arrives last
+    page.wait_for_timeout(500)  # time for the page to draw it, if it would
+    assert page.locator("#list li").count() == 5
+    assert page.text_content("#count") == "共 5 个图斑"
+    kit.shot("1-latest-query-kept")
+
+
 def test_field_photos_show_as_thumbnails_in_the_history(kit):
     from tests.service.web import world
 
