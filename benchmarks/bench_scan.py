@@ -5,7 +5,8 @@ tiled deflate GeoTIFF, 2 m pixels = 400 km², EPSG:4548), made once by
 ``detector.demo.make_demo_pair(size=10000, resolution_m=2.0, seed=11)`` in ``benchmarks/out/scene<size>/``.
 Each configuration scans an inbox holding the two dates (symlinks) into a fresh SQLite database: the
 scenes are catalogued (SHA-256 + header), paired, planned, cut into 2,048 px units, detected with
-the baseline model, merged, matched and written, and the report is made. The timings are shown per
+``--model`` (default ``auto``, the nightly default: the learned changenet at this 2 m), merged, matched and
+written, and the report is made. The timings are shown per
 stage, so cataloguing, merging and writing are apart from inference; the scheduler overhead is the
 detection wall time beyond the units' own compute time divided by the workers.
 
@@ -37,7 +38,7 @@ def _scene(size: int, resolution_m: float) -> tuple[Path, Path]:
     return pair.before, pair.after
 
 
-def _one(name: str, executor: Any, inbox: Path, unit_px: int) -> dict[str, Any]:
+def _one(name: str, executor: Any, inbox: Path, unit_px: int, model: str = "auto") -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from service.core.config import Settings
@@ -51,7 +52,7 @@ def _one(name: str, executor: Any, inbox: Path, unit_px: int) -> dict[str, Any]:
     url = f"sqlite:///{work / 'soilwatch.db'}"
     upgrade_database(url)
     settings = Settings(data_dir=work, database_url=url, _env_file=None)  # type: ignore[call-arg]
-    options = NightlyOptions(inbox=inbox, unit_px=unit_px, work_dir=work, _env_file=None)  # type: ignore[call-arg]
+    options = NightlyOptions(inbox=inbox, unit_px=unit_px, work_dir=work, model=model, _env_file=None)  # type: ignore[call-arg]
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
     t0 = time.perf_counter()
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--unit-px", type=int, default=2048)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", choices=["local", "dask"], default=None)
+    parser.add_argument("--model", default="auto", help="auto (the nightly default), baseline, changenet or a .pt")
     args = parser.parse_args()
 
     from service.nightly import DaskExecutor, LocalExecutor
@@ -99,7 +101,7 @@ def main() -> None:
     if args.only in (None, "local"):
         executor = LocalExecutor(args.workers)
         try:
-            rows.append(_one("local", executor, inbox, args.unit_px))
+            rows.append(_one("local", executor, inbox, args.unit_px, args.model))
         finally:
             executor.close()
         load.append(os.getloadavg())
@@ -111,12 +113,12 @@ def main() -> None:
                                       dashboard_address=None, host="127.0.0.1") as cluster, \
                 distributed.Client(cluster) as client:  # fmt: skip
             start = time.perf_counter() - t0
-            row = _one("dask", DaskExecutor(client=client), inbox, args.unit_px)
+            row = _one("dask", DaskExecutor(client=client), inbox, args.unit_px, args.model)
             row["cluster_start_s"] = round(start, 1)
             rows.append(row)
         load.append(os.getloadavg())
     info = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-            "size_px": args.size, "resolution_m": args.resolution_m, "unit_px": args.unit_px,
+            "size_px": args.size, "resolution_m": args.resolution_m, "unit_px": args.unit_px, "model": args.model,
             "load_average_1_5_15": [list(map(lambda v: round(v, 2), x)) for x in load], "runs": rows}  # fmt: skip
     (OUT / "scan.json").write_text(json.dumps(info, indent=2))
     cols = ["name", "workers", "wall_s", "catalogue_s", "plan_s", "detect_s", "merge_s", "write_s", "report_s",
