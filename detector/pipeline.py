@@ -203,14 +203,12 @@ def plan_detection(
         else inspect_raster(before, bands=opts.bands_before, limits=opts.limits, name=str(before))
     )
     a_info = inspect_raster(after, bands=opts.bands_after, limits=opts.limits, name=str(after))
+    a_bands = a_info.bands
     if b_info is not None:  # the dates must carry the same bands, whichever of them the model reads
-        common_bands(b_info.bands, a_info.bands, allow_subset=opts.common_bands)
-    a_bands = _bands_for_model(a_info.bands, model)
-    if b_info is not None:
-        b_bands, a_bands = common_bands(_bands_for_model(b_info.bands, model), a_bands, allow_subset=opts.common_bands)
-        b_info = replace(b_info, bands=b_bands)
+        b_bands, a_bands = common_bands(b_info.bands, a_bands, allow_subset=opts.common_bands)
+        b_info = replace(b_info, bands=_bands_for_model(b_bands, model))
         check_resolution(b_info.grid, max_resolution_m=opts.max_resolution_m)
-    a_info = replace(a_info, bands=a_bands)
+    a_info = replace(a_info, bands=_bands_for_model(a_bands, model))
     check_resolution(a_info.grid, max_resolution_m=opts.max_resolution_m)
     area = overlap_window((b_info or a_info).grid, a_info.grid, bounds=opts.bounds)
     margin = model.info.margin_px
