@@ -20,7 +20,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from scipy import ndimage
 from shapely.geometry import Polygon
 
-__all__ = ["Fragment", "vectorize_tile", "merge_fragments", "tidy", "tidy_many", "to_crs_coords"]
+__all__ = ["Fragment", "vectorize_tile", "merge_fragments", "tidy_many", "to_crs_coords"]
 
 _CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity: a diagonal touch is two patches
 
@@ -201,38 +201,23 @@ def merge_fragments(fragments: Iterable[Fragment]) -> list[Fragment]:
     return merged
 
 
-def tidy(geom: Polygon, *, min_hole_px: float, min_width_px: float = 1.5, simplify_px: float = 0.5) -> Polygon | None:
-    """Fill holes smaller than ``min_hole_px`` pixels, drop slivers, simplify by at most ``simplify_px``.
-
-    A sliver is a polygon whose mean width (2 × area / perimeter) is under ``min_width_px`` pixels.
-    Returns None for a dropped polygon. Simplification (Douglas–Peucker) never moves the boundary
-    by more than ``simplify_px``; half a pixel turns the staircase of pixel edges into straight lines.
-    """
-    holes = [h for h in geom.interiors if Polygon(h).area >= min_hole_px]
-    # normalised first: the simplified shape must not depend on where a ring starts (tile-independent ids)
-    geom = shapely.normalize(Polygon(geom.exterior, holes))
-    if geom.length == 0 or 2 * geom.area / geom.length < min_width_px:
-        return None
-    simple = geom.simplify(simplify_px, preserve_topology=True)
-    if simple.is_empty or not simple.is_valid:
-        simple = shapely.make_valid(simple)
-        polys = [g for g in getattr(simple, "geoms", [simple]) if isinstance(g, Polygon)]
-        if not polys:
-            return None
-        simple = max(polys, key=lambda g: g.area)
-    return simple
-
-
 def tidy_many(
     geoms: Sequence[Polygon], *, min_hole_px: float, min_width_px: float = 1.5, simplify_px: float = 0.5
 ) -> list[Polygon | None]:
-    """:func:`tidy` of each polygon, the same results, with shapely's array functions (one GEOS call per step)."""
+    """Fill holes smaller than ``min_hole_px`` pixels, drop slivers, simplify by at most ``simplify_px``; per polygon,
+    with shapely's array functions (one GEOS call per step). None for a dropped polygon.
+
+    A sliver is a polygon whose mean width (2 × area / perimeter) is under ``min_width_px`` pixels.
+    Simplification (Douglas–Peucker) never moves the boundary by more than ``simplify_px``; half a pixel turns the
+    staircase of pixel edges into straight lines. Rings are normalised first, so the simplified shape does not
+    depend on where a ring starts (tile-independent ids).
+    """
     arr = np.empty(len(geoms), dtype=object)
     arr[:] = list(geoms)
     if not len(arr):
         return []
     with_holes = np.flatnonzero(shapely.get_num_interior_rings(arr) > 0)
-    for i in with_holes:  # few polygons have holes: rebuilt one by one as tidy() does
+    for i in with_holes:  # few polygons have holes: rebuilt one by one
         g = arr[i]
         arr[i] = Polygon(g.exterior, [h for h in g.interiors if Polygon(h).area >= min_hole_px])
     arr = shapely.normalize(arr)
