@@ -4,7 +4,9 @@ Data, each batch (:class:`SampleSource`):
 - synthetic scenes from :mod:`detector.synthetic` (rendered once at start, seeded, resolutions spread
   log-uniformly over ``synthetic.resolution_m``), and
 - the real labelled change sets named in ``data.train_sets`` (:mod:`training.data`), each set drawn
-  equally often whatever its size, then a pair uniformly within the set.
+  equally often whatever its size, then a pair uniformly within the set, and
+- optionally (``data.landcover_sets``, ``data.landcover_fraction``) pairs made from real single-date
+  land-cover tiles by pasting real bare or built ground into real scenes (:mod:`training.landcover`).
 Every image goes through :func:`training.data.normalise_pair`, i.e. the detector's own radiometry,
 and only its RGB bands are used. Augmentations: :mod:`training.augment`.
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from training import augment
 from training.errors import TrainingError
+from training.landcover import LandcoverTile, bare_change_sample, load_landcover
 
 __all__ = ["TrainConfig", "SampleSource", "load_config", "train"]
 
@@ -63,6 +66,11 @@ class DataConfig:
     synthetic_resolution_m: tuple[float, float] = (0.5, 10.0)
     synthetic_site_density: float = 3.0
     synthetic_fraction: float = 0.4  # share of samples drawn from synthetic scenes
+    # real bare ground pasted into real single-date scenes (training.landcover); drawn first, with this
+    # probability, so the synthetic share of the whole is (1 - landcover_fraction) * synthetic_fraction
+    landcover_sets: tuple[str, ...] = ()
+    landcover_fraction: float = 0.0
+    landcover_resolution_m: tuple[float, float] = (0.5, 3.0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,10 @@ class AugmentConfig:
     paste: float = 0.2  # real samples only: paste a changed region of another real pair
     swap_synthetic: float = 0.15  # synthetic labels are directional: swap dates, clear label
     swap_real: float = 0.0  # real labels are symmetric "change": see training/augment.py
+    landcover_reverse: float = 0.5  # land-cover pairs: share made by covering real bare ground in the before
+    landcover_nuisance: float = 0.5  # land-cover pairs: share with a non-bare texture pasted in one date (no change)
+    landcover_season: float = 0.5  # land-cover pairs: share whose fields turn soil-coloured in one date (no change)
+    landcover_blur: float = 0.3  # land-cover pairs: share with one date blurred
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,10 @@ class TrainConfig:
             raise TrainingError(f"augment.crop must be a multiple of 16, got {cfg.augment.crop!r} in {where}")
         if not 0 <= cfg.data.synthetic_fraction <= 1:
             raise TrainingError(f"data.synthetic_fraction must be in [0, 1] in {where}")
+        if not 0 <= cfg.data.landcover_fraction <= 1:
+            raise TrainingError(f"data.landcover_fraction must be in [0, 1] in {where}")
+        if cfg.data.landcover_fraction > 0 and not cfg.data.landcover_sets:
+            raise TrainingError(f"data.landcover_fraction is set but data.landcover_sets is empty in {where}")
         if cfg.data.synthetic_fraction < 1 and not cfg.data.train_sets:
             raise TrainingError(f"data.train_sets is empty in {where}: set synthetic_fraction: 1.0 or name sets")
         return cfg
@@ -197,6 +213,11 @@ class SampleSource:
         if cfg.data.synthetic_fraction < 1 and not self.real:
             raise TrainingError("no real training pairs were loaded; check data.root and data.train_sets")
         self._with_change = [s for pairs in self.real.values() for s in pairs if s["mask"].any()]
+        self.landcover: list[LandcoverTile] = []
+        if cfg.data.landcover_fraction > 0:
+            if root is None:
+                raise TrainingError("data.landcover_sets need the data root (data.root or SOILWATCH_SHARED_DATA)")
+            self.landcover = load_landcover(root, cfg.data.landcover_sets)
 
     def _crop(self, s: augment.Sample, rng: np.random.Generator) -> augment.Sample:
         a = self.cfg.augment
@@ -204,8 +225,12 @@ class SampleSource:
 
     def draw(self, rng: np.random.Generator) -> augment.Sample:
         a = self.cfg.augment
-        synthetic = not self.real or rng.random() < self.cfg.data.synthetic_fraction
-        if synthetic:
+        # the land-cover draw comes first and only when configured, so older recipes draw as they did
+        if self.landcover and rng.random() < self.cfg.data.landcover_fraction:
+            s = bare_change_sample(self.landcover, rng, size=a.crop, resolution_m=self.cfg.data.landcover_resolution_m,
+                                   reverse=a.landcover_reverse, nuisance=a.landcover_nuisance,
+                                   season=a.landcover_season, blur=a.landcover_blur)
+        elif not self.real or rng.random() < self.cfg.data.synthetic_fraction:
             s = self._crop(self.synthetic[int(rng.integers(len(self.synthetic)))], rng)
             if rng.random() < a.swap_synthetic:
                 s = augment.swap_dates(s, clear_mask=True)
@@ -302,13 +327,14 @@ def train(
         torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    needs_real = bool(cfg.data.train_sets) or bool(cfg.data.eval_sets)
+    needs_real = bool(cfg.data.train_sets or cfg.data.eval_sets or cfg.data.landcover_sets)
     data_dir = data_root(cfg, root) if needs_real else None
 
     t0 = time.time()
-    source = SampleSource(cfg, data_dir if cfg.data.train_sets else None)
+    source = SampleSource(cfg, data_dir if cfg.data.train_sets or cfg.data.landcover_sets else None)
     say(f"data: {len(source.synthetic)} synthetic scenes, real sets "
-        f"{ {k: len(v) for k, v in source.real.items()} } ({time.time() - t0:.1f} s)")
+        f"{ {k: len(v) for k, v in source.real.items()} }, {len(source.landcover)} land-cover tiles "
+        f"({time.time() - t0:.1f} s)")
 
     net, enc_prov = build_network(
         config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels), pretrained=cfg.model.pretrained
@@ -377,6 +403,7 @@ def train(
         "seed": cfg.seed,
         "data": {"train_sets": list(cfg.data.train_sets), "eval_sets": list(cfg.data.eval_sets),
                  "synthetic_scenes": cfg.data.synthetic_scenes, "synthetic_fraction": cfg.data.synthetic_fraction,
+                 "landcover_sets": list(cfg.data.landcover_sets), "landcover_fraction": cfg.data.landcover_fraction,
                  "root": str(data_dir) if data_dir else None},
         "pretrained_encoder": enc_prov or None,
         "config": cfg.as_dict(),
