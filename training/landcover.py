@@ -42,13 +42,15 @@ SEASONAL_CLASS_WORDS = ("agriculture", "rangeland", "cropland", "farmland", "gra
 #: Classes that construction leaves behind (a new building, road or built-up block on former fields is a
 #: production-construction disturbance too), matched on a word of the class name.
 BUILT_CLASS_WORDS = ("building", "road", "urban", "built")
+#: Water, whose colour changes with silt, algae and light.
+WATER_CLASS_WORDS = ("water",)
 
 
 @dataclass(frozen=True)
 class LandcoverTile:
     """One land-cover image: ``image`` float16 ``(3, h, w)`` in [0, 1]; ``bare``, ``seasonal`` (fields and
-    grass, whose colour follows the season), ``built`` (buildings, roads, built-up land) and ``valid`` bool
-    ``(h, w)``."""
+    grass, whose colour follows the season), ``built`` (buildings, roads, built-up land), ``water`` and
+    ``valid`` bool ``(h, w)``."""
 
     name: str
     image: np.ndarray
@@ -57,14 +59,15 @@ class LandcoverTile:
     resolution_m: float
     seasonal: np.ndarray | None = None
     built: np.ndarray | None = None
+    water: np.ndarray | None = None
 
     def __repr__(self) -> str:
         h, w = self.bare.shape
         return f"LandcoverTile({self.name!r}, {h}x{w}, {self.resolution_m} m, bare {self.bare.mean():.1%})"
 
 
-def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set]:
-    """(codes are RGB triples, bare, ignored, seasonal and built codes) from ``set_dir/classes.csv``."""
+def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set, set]:
+    """(codes are RGB triples, bare, ignored, seasonal, built and water codes) from ``set_dir/classes.csv``."""
     path = set_dir / "classes.csv"
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -74,7 +77,7 @@ def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set]:
     if not rows or "is_bare" not in rows[0] or not ({"code", "code_rgb"} & set(rows[0])):
         raise DataReadError(f"{str(path)!r} needs the columns code (or code_rgb) and is_bare")
     rgb = "code_rgb" in rows[0]
-    bare, ignore, seasonal, built = set(), set(), set(), set()
+    bare, ignore, seasonal, built, water = set(), set(), set(), set(), set()
     for row in rows:
         raw = row["code_rgb" if rgb else "code"]
         try:
@@ -90,9 +93,11 @@ def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set]:
             seasonal.add(code)
         elif any(w in (row.get("name") or "").lower() for w in BUILT_CLASS_WORDS):
             built.add(code)
+        elif any(w in (row.get("name") or "").lower() for w in WATER_CLASS_WORDS):
+            water.add(code)
     if not bare:
         raise DataReadError(f"{str(path)!r} marks no class as bare (is_bare = YES)")
-    return rgb, bare, ignore, seasonal, built
+    return rgb, bare, ignore, seasonal, built, water
 
 
 def _codes_in(mask: np.ndarray, codes: set, rgb: bool) -> np.ndarray:
@@ -122,7 +127,7 @@ def load_landcover(root: str | Path, sets: tuple[str, ...] | list[str]) -> list[
         set_dir = Path(root) / name
         if not (set_dir / "image").is_dir() or not (set_dir / "mask").is_dir():
             raise DataReadError(f"land-cover set {str(set_dir)!r} needs image/ and mask/ folders")
-        rgb, bare_codes, ignore_codes, seasonal_codes, built_codes = _class_codes(set_dir)
+        rgb, bare_codes, ignore_codes, seasonal_codes, built_codes, water_codes = _class_codes(set_dir)
         res = _resolution(name)
         for img_path in sorted(p for p in (set_dir / "image").iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES):
             mask_path = set_dir / "mask" / f"{img_path.stem}.png"
@@ -141,6 +146,7 @@ def load_landcover(root: str | Path, sets: tuple[str, ...] | list[str]) -> list[
                 name=f"{name}/{img_path.stem}", image=scaled.astype(np.float16),
                 bare=_codes_in(mask, bare_codes, rgb) & valid, valid=valid, resolution_m=res,
                 seasonal=_codes_in(mask, seasonal_codes, rgb) & valid, built=_codes_in(mask, built_codes, rgb) & valid,
+                water=_codes_in(mask, water_codes, rgb) & valid,
             ))
     return tiles
 
@@ -148,7 +154,7 @@ def load_landcover(root: str | Path, sets: tuple[str, ...] | list[str]) -> list[
 def _crop(tile: LandcoverTile, rng: np.random.Generator, size: int, resolution_m: float,
           near: np.ndarray | None = None) -> augment.Sample:
     """A ``size``-pixel square of ``tile`` at about ``resolution_m`` (coarser if the tile is too small), as a
-    sample whose ``mask`` holds the bare, seasonal and built classes (channels 0, 1, 2). ``near``: flat
+    sample whose ``mask`` holds the bare, seasonal, built and water classes (channels 0-3). ``near``: flat
     indices to centre it on (one drawn at random)."""
     h, w = tile.bare.shape
     side = min(int(round(size * resolution_m / tile.resolution_m)), h, w)
@@ -163,8 +169,9 @@ def _crop(tile: LandcoverTile, rng: np.random.Generator, size: int, resolution_m
     none = np.zeros_like(tile.bare)
     seasonal = tile.seasonal if tile.seasonal is not None else none
     built = tile.built if tile.built is not None else none
+    water = tile.water if tile.water is not None else none
     sample = {"image": tile.image[None, :, rs, cs].astype(np.float32),
-              "mask": np.stack([tile.bare[rs, cs], seasonal[rs, cs], built[rs, cs]]).astype(np.uint8),
+              "mask": np.stack([tile.bare[rs, cs], seasonal[rs, cs], built[rs, cs], water[rs, cs]]).astype(np.uint8),
               "valid": tile.valid[None, rs, cs]}
     return augment.resize(sample, size)
 
@@ -180,6 +187,13 @@ def _disturbed(crop: augment.Sample, with_built: bool) -> np.ndarray:
     """Bool ``(h, w)``: the crop's bare ground, and its buildings and roads when ``with_built``."""
     m = crop["mask"][0].astype(bool)
     return m | crop["mask"][2].astype(bool) if with_built else m
+
+
+def _same_kind(a: augment.Sample, b: augment.Sample) -> np.ndarray:
+    """Bool ``(h, w)``: bare in both crops, or built in both. Bare ground pasted onto bare ground is no new
+    disturbance; a building on bare ground, or bare ground where a building stood, is one."""
+    ma, mb = a["mask"].astype(bool), b["mask"].astype(bool)
+    return (ma[0] & mb[0]) | (ma[2] & mb[2])
 
 
 def _undisturbed_crop(tiles: list[LandcoverTile], rng: np.random.Generator, size: int, res: float,
@@ -217,6 +231,8 @@ def bare_change_sample(
     season: float = 0.5,
     blur: float = 0.3,
     built: float = 0.5,
+    water: float = 0.0,
+    kind_rule: bool = False,
 ) -> augment.Sample:
     """One training pair (``image`` ``(2, 3, size, size)``, ``mask``, ``valid``) made from ``tiles``.
 
@@ -235,7 +251,13 @@ def bare_change_sample(
 
     With probability ``built`` the disturbed ground is bare land *and* buildings, roads and built-up land
     (a town block or a factory on former fields is a construction disturbance too, and it is most of what
-    DSIFN's Xi'an pairs label); otherwise bare land only.
+    DSIFN's Xi'an pairs label); otherwise bare land only. Where the pasted ground lands on ground that was
+    disturbed already, the label is 0 — or, with ``kind_rule``, 0 only where it was of the *same kind* (bare on
+    bare, built on built): a building rising on bare ground, or bare ground where a building stood, is change.
+
+    With probability ``water`` the water of one date changes colour (silt, algae, light; gain 0.6-1.6 per band
+    and a tint), labelled no change. Draws from ``rng`` depend only on what is switched on, so a recipe that
+    leaves ``water`` at 0 draws exactly the samples it drew before the option existed.
     """
     from scipy.ndimage import binary_dilation, gaussian_filter
 
@@ -257,13 +279,13 @@ def bare_change_sample(
         filler = _undisturbed_crop(tiles, rng, size, res, with_built)
         before = site["image"][0] * (1 - alpha) + filler["image"][0] * alpha
         after = site["image"][0]
-        label = ground & ~_disturbed(filler, with_built)
+        label = ground & ~(_same_kind(site, filler) if kind_rule else _disturbed(filler, with_built))
         background = site
     else:
         scene = _crop(tiles[int(rng.integers(len(tiles)))], rng, size, res)
         before = scene["image"][0]
         after = before * (1 - alpha) + site["image"][0] * alpha
-        label = ground & ~_disturbed(scene, with_built)
+        label = ground & ~(_same_kind(site, scene) if kind_rule else _disturbed(scene, with_built))
         background = scene
     image = np.stack([before, after]).astype(np.float32)
     if rng.random() < season:
@@ -278,6 +300,15 @@ def bare_change_sample(
         a = _feather(outline & ~_disturbed(texture, True))
         d = int(rng.integers(2))
         image[d] = image[d] * (1 - a) + texture["image"][0] * a
+    if water > 0 and rng.random() < water:
+        wet = background["mask"][3].astype(bool) & ~binary_dilation(ground, iterations=2)
+        if wet.any():
+            d = int(rng.integers(2))
+            gain = rng.uniform(0.6, 1.6) * rng.uniform(0.85, 1.15, 3)
+            tint = rng.uniform(-0.05, 0.08, 3)
+            a = _feather(wet)
+            shifted = np.clip(image[d] * gain[:, None, None] + tint[:, None, None], 0, 1)
+            image[d] = image[d] * (1 - a) + shifted * a
     if rng.random() < blur:
         d = int(rng.integers(2))
         sigma = float(rng.uniform(0.5, 1.2))

@@ -88,6 +88,9 @@ class AugmentConfig:
     landcover_nuisance: float = 0.5  # land-cover pairs: share with a non-bare texture pasted in one date (no change)
     landcover_season: float = 0.5  # land-cover pairs: share whose fields turn soil-coloured in one date (no change)
     landcover_blur: float = 0.3  # land-cover pairs: share with one date blurred
+    landcover_built: float = 0.5  # land-cover pairs: share whose disturbed ground includes buildings and roads
+    landcover_water: float = 0.0  # land-cover pairs: share whose water changes colour in one date (no change)
+    landcover_kind_rule: bool = False  # label a building on bare ground (and bare where a building stood) as change
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,8 @@ class SampleSource:
         if self.landcover and rng.random() < self.cfg.data.landcover_fraction:
             s = bare_change_sample(self.landcover, rng, size=a.crop, resolution_m=self.cfg.data.landcover_resolution_m,
                                    reverse=a.landcover_reverse, nuisance=a.landcover_nuisance,
-                                   season=a.landcover_season, blur=a.landcover_blur)
+                                   season=a.landcover_season, blur=a.landcover_blur, built=a.landcover_built,
+                                   water=a.landcover_water, kind_rule=a.landcover_kind_rule)
         elif not self.real or rng.random() < self.cfg.data.synthetic_fraction:
             s = self._crop(self.synthetic[int(rng.integers(len(self.synthetic)))], rng)
             if rng.random() < a.swap_synthetic:

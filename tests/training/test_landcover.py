@@ -161,6 +161,39 @@ def test_built_ground_counts_as_disturbance_when_asked(landcover_root: Path) -> 
     assert labelled_roof(1.0) > 0 and labelled_roof(0.0) == 0
 
 
+def test_the_kind_rule_labels_bare_ground_where_a_building_stood(landcover_root: Path) -> None:
+    """Bare ground pasted onto built ground is no change by default and change with ``kind_rule``; water that
+    changes colour is never change."""
+    tiles = load_landcover(landcover_root, ["landcover_loveda"])
+    # a scene with a building where the other tile has its bare rectangle: grey roof, class built, nothing bare
+    image = tiles[1].image.copy()
+    image[:, BARE[0], BARE[1]] = image[:, ROOF[0], ROOF[1]].mean(axis=(1, 2), keepdims=True)
+    built_scene = dataclasses.replace(tiles[1], image=image, bare=np.zeros_like(tiles[1].bare),
+                                      built=tiles[0].bare.copy())
+
+    def labelled(kind_rule: bool) -> int:
+        rng, n = np.random.default_rng(5), 0
+        for _ in range(40):
+            s = bare_change_sample([tiles[0], built_scene], rng, size=32, resolution_m=(0.3, 0.3), reverse=0.0,
+                                   nuisance=0.0, season=0.0, blur=0.0, built=1.0, kind_rule=kind_rule)
+            n += int(s["mask"].sum())
+        return n
+
+    assert labelled(True) > labelled(False)
+    water = np.zeros((N, N), bool)
+    water[60:, 60:] = True
+    wet = dataclasses.replace(tiles[0], water=water & ~tiles[0].bare & ~tiles[0].built)
+    kw = {"size": 32, "resolution_m": (0.3, 0.3), "nuisance": 0.0, "season": 0.0, "blur": 0.0, "built": 0.0}
+    for seed in range(20):
+        dry = bare_change_sample([wet], np.random.default_rng(seed), water=0.0, **kw)
+        shifted = bare_change_sample([wet], np.random.default_rng(seed), water=1.0, **kw)
+        assert np.array_equal(dry["mask"], shifted["mask"])
+        if not np.array_equal(dry["image"], shifted["image"]):
+            break
+    else:
+        pytest.fail("the water of no sample changed colour")
+
+
 def _pasted_onto_bare(s: dict[str, np.ndarray]) -> np.ndarray:
     """Pixels where bare ground went onto ground that was bare already: they differ, but are not new bare ground."""
     before, after = s["image"]
