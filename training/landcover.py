@@ -1,24 +1,28 @@
-"""Change pairs made from real single-date land-cover tiles: real bare ground pasted into real scenes.
+"""Change pairs made from real single-date land-cover tiles: real disturbed ground pasted into real scenes.
 
 The change sets in ``../shared/data`` are few, and none of them labels "new bare soil" as such. The
 ``landcover_*`` sets (LoveDA, 0.3 m, rural China; DeepGlobe, 0.5 m) are single-date images whose masks
-mark bare land (graded ground, construction sites, bare plots). :func:`bare_change_sample` turns them into
-bi-temporal training pairs, in one of two directions:
+mark bare land (graded ground, construction sites, bare plots), buildings, roads, fields and water.
+:func:`bare_change_sample` turns them into bi-temporal training pairs, in one of two directions:
 
-- **forward**: the before image is a real scene; the after image is the same scene with the bare ground of
-  another tile (its real texture and its real outline) blended in. The label is the pasted ground, except
-  where the scene was bare already.
-- **reverse**: the after image is a real scene *with* bare land in its real surroundings (a cleared strip
-  along a new road, a site next to a factory); the before image is the same scene with that ground covered
-  by the texture of a non-bare crop from another tile. The label is the ground that was covered.
+- **forward**: the before image is a real scene; the after image is the same scene with the disturbed
+  ground of another tile (its real texture and its real outline) blended in. The label is the pasted
+  ground, except where the scene was disturbed already.
+- **reverse**: the after image is a real scene *with* disturbed ground in its real surroundings (a cleared
+  strip along a new road, a site next to a factory); the before image is the same scene with that ground
+  covered by the texture of an undisturbed crop from another tile. The label is the ground that was covered.
 
-Both dates then get the same per-date colour jitter, misregistration and flips as every other sample
-(:mod:`training.augment`), so what tells the dates apart is the ground becoming bare, not the radiometry.
-The paste is feathered over about a pixel so that a sharp seam alone does not mean "change".
+"Disturbed" is the bare class, and in a share of the pairs also buildings, roads and built-up land. The
+nuisances labelled no change (fields that turn soil-coloured, pasted non-disturbed textures, blur, water
+colour) are described at :func:`bare_change_sample`. Both dates then get the same per-date colour jitter,
+misregistration and flips as every other sample (:mod:`training.augment`). The paste is feathered over about
+a pixel so that a sharp seam alone does not mean "change".
 
 Tiles are scaled once, with the detector's radiometry (:func:`training.data.normalise_pair` of the tile
 with itself), and kept as float16. The class table of each set (``classes.csv``: ``code`` or ``code_rgb``,
-``is_bare`` = YES / no / ignore / unknown) says which pixels are bare and which are ignored.
+``name``, ``is_bare`` = YES / no / ignore / unknown) says which pixels are bare and which are ignored; the
+other classes are recognised by words of their names (:data:`SEASONAL_CLASS_WORDS`,
+:data:`BUILT_CLASS_WORDS`, :data:`WATER_CLASS_WORDS`).
 """
 
 from __future__ import annotations
