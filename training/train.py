@@ -66,7 +66,7 @@ class DataConfig:
     synthetic_resolution_m: tuple[float, float] = (0.5, 10.0)
     synthetic_site_density: float = 3.0
     synthetic_fraction: float = 0.4  # share of samples drawn from synthetic scenes
-    # real bare ground pasted into real single-date scenes (training.landcover); drawn first, with this
+    # real bare or built ground pasted into real single-date scenes (training.landcover); drawn first, with this
     # probability, so the synthetic share of the whole is (1 - landcover_fraction) * synthetic_fraction
     landcover_sets: tuple[str, ...] = ()
     landcover_fraction: float = 0.0
@@ -221,6 +221,9 @@ class SampleSource:
             if root is None:
                 raise TrainingError("data.landcover_sets need the data root (data.root or SOILWATCH_SHARED_DATA)")
             self.landcover = load_landcover(root, cfg.data.landcover_sets)
+            if not any(t.bare.any() for t in self.landcover):
+                raise TrainingError(f"no tile of data.landcover_sets {list(cfg.data.landcover_sets)!r} under "
+                                    f"{str(root)!r} has bare-class pixels; nothing to paste")
 
     def _crop(self, s: augment.Sample, rng: np.random.Generator) -> augment.Sample:
         a = self.cfg.augment

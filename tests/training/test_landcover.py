@@ -222,5 +222,10 @@ def test_a_recipe_with_landcover_draws_from_it(landcover_root: Path, fake_data: 
     assert len(src.landcover) == 3
     batch = src.batch(np.random.default_rng(0), 4)
     assert batch["image"].shape == (4, 2, 3, base.augment.crop, base.augment.crop)
+    for name in ("landcover_loveda", "landcover_deepglobe"):  # a set without bare ground fails at the start
+        for mask in (fake_data / name / "mask").iterdir():
+            Image.fromarray(np.zeros_like(np.asarray(Image.open(mask)))).save(mask)
+    with pytest.raises(TrainingError, match="has bare-class pixels"):
+        SampleSource(dataclasses.replace(base, data=data), fake_data)
     with pytest.raises(TrainingError, match="landcover_sets is empty"):
         type(base).from_mapping({"data": {"train_sets": ["pngset"], "landcover_fraction": 0.5}})
