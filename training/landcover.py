@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,17 @@ class LandcoverTile:
     seasonal: np.ndarray | None = None
     built: np.ndarray | None = None
     water: np.ndarray | None = None
+
+    @cached_property
+    def bare_index(self) -> np.ndarray:
+        """Flat indices of the bare pixels (computed once: crops are centred on them for every sample)."""
+        return np.flatnonzero(self.bare.reshape(-1))
+
+    @cached_property
+    def disturbed_index(self) -> np.ndarray:
+        """Flat indices of the bare and built pixels."""
+        both = self.bare | self.built if self.built is not None else self.bare
+        return np.flatnonzero(both.reshape(-1))
 
     def __repr__(self) -> str:
         h, w = self.bare.shape
@@ -170,12 +182,9 @@ def _crop(tile: LandcoverTile, rng: np.random.Generator, size: int, resolution_m
     else:
         r0, c0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     rs, cs = slice(r0, r0 + side), slice(c0, c0 + side)
-    none = np.zeros_like(tile.bare)
-    seasonal = tile.seasonal if tile.seasonal is not None else none
-    built = tile.built if tile.built is not None else none
-    water = tile.water if tile.water is not None else none
-    sample = {"image": tile.image[None, :, rs, cs].astype(np.float32),
-              "mask": np.stack([tile.bare[rs, cs], seasonal[rs, cs], built[rs, cs], water[rs, cs]]).astype(np.uint8),
+    none = np.zeros((side, side), dtype=bool)
+    classes = [m[rs, cs] if m is not None else none for m in (tile.bare, tile.seasonal, tile.built, tile.water)]
+    sample = {"image": tile.image[None, :, rs, cs].astype(np.float32), "mask": np.stack(classes).astype(np.uint8),
               "valid": tile.valid[None, rs, cs]}
     return augment.resize(sample, size)
 
@@ -265,7 +274,7 @@ def bare_change_sample(
     """
     from scipy.ndimage import binary_dilation, gaussian_filter
 
-    with_bare = [t for t in tiles if t.bare.any()]
+    with_bare = [t for t in tiles if t.bare_index.size]
     if not with_bare:
         raise ValueError("no land-cover tile has bare-class pixels; nothing to paste")
     res = float(np.exp(rng.uniform(np.log(resolution_m[0]), np.log(resolution_m[1]))))
@@ -273,8 +282,7 @@ def bare_change_sample(
 
     def site_crop() -> augment.Sample:
         tile = with_bare[int(rng.integers(len(with_bare)))]
-        anchors = tile.bare | tile.built if with_built and tile.built is not None else tile.bare
-        return _crop(tile, rng, size, res, near=np.flatnonzero(anchors.reshape(-1)))
+        return _crop(tile, rng, size, res, near=tile.disturbed_index if with_built else tile.bare_index)
 
     site = site_crop()
     ground = _disturbed(site, with_built) & site["valid"][0]

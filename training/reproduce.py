@@ -58,11 +58,12 @@ def heldout_rows(
     out.mkdir(parents=True, exist_ok=True)
     baseline = get_model("baseline")
     rows = []
+    shipped_recipe = _recipe(load_config(shipped[0])) if shipped is not None else None
     for path in configs:
         cfg = load_config(path)
         data = data_root(cfg, root)
         index = index_data(data, cfg.data.eval_sets)
-        if shipped is not None and _recipe(cfg) == _recipe(load_config(shipped[0])):
+        if shipped is not None and _recipe(cfg) == shipped_recipe:
             weights, source = shipped[1], f"{shipped[1]} (the shipped recipe: same data, seed and steps)"
         else:
             weights = out / f"{path.stem}.pt"
