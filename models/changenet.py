@@ -77,6 +77,7 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 _TAPS = (0, 2, 4, 7)  # block indices whose outputs are the stride 2, 4, 8, 16 features
 _TAP_CHANNELS = (16, 24, 40, 80)
+_GROUND_CHANNELS = 32
 _BN_EPS = 1e-3  # the TensorFlow value the pretrained weights were trained with
 
 
@@ -86,6 +87,9 @@ class ChangeNetConfig:
 
     in_channels: int = 3
     decoder_channels: tuple[int, int, int, int] = (16, 32, 48, 64)  # at strides 2, 4, 8, 16
+    # a single-date head on the shared encoder that segments disturbed ground (bare land, buildings, roads);
+    # trained as an auxiliary task on land-cover tiles (training.train, data.ground_sets)
+    ground_head: bool = False
 
     def __post_init__(self) -> None:
         if self.in_channels != 3:
@@ -179,6 +183,24 @@ class ChangeNet(nn.Module):
             nn.Sequential(_conv_bn_relu(c, c, 3, groups=c), _conv_bn_relu(c, c)) for c in d
         )
         self.head = nn.Conv2d(d[0], 1, 1)
+        if self.config.ground_head:
+            self.ground_lateral = nn.ModuleList(_conv_bn_relu(c, _GROUND_CHANNELS) for c in _TAP_CHANNELS[1:])
+            self.ground_out = nn.Conv2d(_GROUND_CHANNELS, 1, 1)
+
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x * 255.0 - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
+
+    def ground(self, x: torch.Tensor) -> torch.Tensor:
+        """Single-date disturbed-ground logits ``(batch, 1, h, w)`` of ``x`` ``(batch, 3, h, w)`` in [0, 1]
+        (``h, w`` multiples of :data:`STRIDE`); needs ``config.ground_head``."""
+        if not self.config.ground_head:
+            raise ValueError("this ChangeNet has no ground head (ChangeNetConfig.ground_head)")
+        h, w = x.shape[-2:]
+        feats = self.encoder(self._scaled(x))[1:]  # strides 4, 8, 16
+        y = self.ground_lateral[0](feats[0])
+        for f, lat in zip(feats[1:], self.ground_lateral[1:], strict=True):
+            y = y + F.interpolate(lat(f), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.ground_out(y), size=(h, w), mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5 or x.shape[1] != 2:
@@ -187,8 +209,7 @@ class ChangeNet(nn.Module):
         if h % STRIDE or w % STRIDE:
             raise ValueError(f"h and w must be multiples of {STRIDE}, got {(h, w)!r}; pad first")
         # dates first, so that rows [:b] are the before images and [b:] the after images of one batch
-        z = (x.transpose(0, 1).reshape(2 * b, c, h, w) * 255.0 - 127.0) / 128.0
-        feats = self.encoder(z.contiguous(memory_format=torch.channels_last))
+        feats = self.encoder(self._scaled(x.transpose(0, 1).reshape(2 * b, c, h, w)))
         fused = []
         for f, fuse in zip(feats, self.fuse, strict=True):
             fb, fa = f[:b], f[b:]

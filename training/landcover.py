@@ -37,7 +37,7 @@ import numpy as np
 from training import augment
 from training.errors import DataReadError
 
-__all__ = ["LandcoverTile", "bare_change_sample", "load_landcover"]
+__all__ = ["LandcoverTile", "bare_change_sample", "ground_sample", "load_landcover"]
 
 #: Ground resolution (m/pixel) of the land-cover sets, matched on a word of the set's folder name.
 LANDCOVER_RESOLUTION_M: dict[str, float] = {"loveda": 0.3, "deepglobe": 0.5}
@@ -326,3 +326,14 @@ def bare_change_sample(
         sigma = float(rng.uniform(0.5, 1.2))
         image[d] = gaussian_filter(image[d], sigma=(0, sigma, sigma), mode="nearest")
     return {"image": image, "mask": label[None].astype(np.uint8), "valid": background["valid"].copy()}
+
+
+def ground_sample(tiles: list[LandcoverTile], rng: np.random.Generator, *, size: int,
+                  resolution_m: tuple[float, float] = (0.5, 3.0)) -> augment.Sample:
+    """One single-date sample for the ground head: ``image`` ``(1, 3, size, size)``, ``mask`` ``(1, size, size)``
+    = disturbed ground (the bare class, buildings, roads, built-up land), ``valid``. The ground resolution is
+    drawn log-uniformly from ``resolution_m``; half the crops are centred on disturbed ground."""
+    res = float(np.exp(rng.uniform(np.log(resolution_m[0]), np.log(resolution_m[1]))))
+    tile = tiles[int(rng.integers(len(tiles)))]
+    crop = _crop(tile, rng, size, res, near=tile.disturbed_index if rng.random() < 0.5 else None)
+    return {"image": crop["image"], "mask": _disturbed(crop, True)[None].astype(np.uint8), "valid": crop["valid"]}

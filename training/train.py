@@ -34,7 +34,7 @@ import numpy as np
 
 from training import augment
 from training.errors import TrainingError
-from training.landcover import LandcoverTile, bare_change_sample, load_landcover
+from training.landcover import LandcoverTile, bare_change_sample, ground_sample, load_landcover
 
 __all__ = ["TrainConfig", "SampleSource", "load_config", "train"]
 
@@ -71,6 +71,9 @@ class DataConfig:
     landcover_sets: tuple[str, ...] = ()
     landcover_fraction: float = 0.0
     landcover_resolution_m: tuple[float, float] = (0.5, 3.0)
+    # land-cover sets for the single-date ground head, an auxiliary task that shares the encoder (off when empty)
+    ground_sets: tuple[str, ...] = ()
+    ground_resolution_m: tuple[float, float] = (0.5, 3.0)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class OptimConfig:
     checkpoint_every: int = 100
     log_every: int = 25
     threads: int = 2
+    ground_batch: int = 4  # single-date land-cover crops per step for the ground head (data.ground_sets)
+    ground_weight: float = 0.5  # weight of the ground head's loss
+    ema: float = 0.0  # > 0: ship an exponential moving average of the weights (and BN statistics) with this decay
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,12 @@ class SampleSource:
             if not any(t.bare.any() for t in self.landcover):
                 raise TrainingError(f"no tile of data.landcover_sets {list(cfg.data.landcover_sets)!r} under "
                                     f"{str(root)!r} has bare-class pixels; nothing to paste")
+        self.ground: list[LandcoverTile] = []
+        if cfg.data.ground_sets:
+            if root is None:
+                raise TrainingError("data.ground_sets need the data root (data.root or SOILWATCH_SHARED_DATA)")
+            same = tuple(cfg.data.ground_sets) == tuple(cfg.data.landcover_sets)
+            self.ground = self.landcover if same else load_landcover(root, cfg.data.ground_sets)
 
     def _crop(self, s: augment.Sample, rng: np.random.Generator) -> augment.Sample:
         a = self.cfg.augment
@@ -258,8 +270,23 @@ class SampleSource:
         return s
 
     def batch(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-        samples = [self.draw(rng) for _ in range(n)]
-        return {k: np.stack([s[k] for s in samples]) for k in ("image", "mask", "valid")}
+        return _stack([self.draw(rng) for _ in range(n)])
+
+    def ground_batch(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """``n`` single-date land-cover crops for the ground head: ``image`` ``(n, 3, crop, crop)``, ``mask`` and
+        ``valid`` ``(n, 1, crop, crop)``; flips and per-image colour jitter as for change samples."""
+        a = self.cfg.augment
+        out = []
+        for _ in range(n):
+            s = augment.flip_rot(ground_sample(self.ground, rng, size=a.crop,
+                                               resolution_m=self.cfg.data.ground_resolution_m), rng)
+            out.append(augment.jitter_dates(s, rng, strength=a.jitter) if a.jitter > 0 else s)
+        b = _stack(out)
+        return {**b, "image": b["image"][:, 0]}
+
+
+def _stack(samples: list[augment.Sample]) -> dict[str, np.ndarray]:
+    return {k: np.stack([s[k] for s in samples]) for k in ("image", "mask", "valid")}
 
 
 # -- loop ---------------------------------------------------------------------------------------
@@ -334,17 +361,20 @@ def train(
         torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    needs_real = bool(cfg.data.train_sets or cfg.data.eval_sets or cfg.data.landcover_sets)
+    ground_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: change samples stay as without the head
+    needs_real = bool(cfg.data.train_sets or cfg.data.eval_sets or cfg.data.landcover_sets or cfg.data.ground_sets)
     data_dir = data_root(cfg, root) if needs_real else None
 
     t0 = time.time()
-    source = SampleSource(cfg, data_dir if cfg.data.train_sets or cfg.data.landcover_sets else None)
+    source = SampleSource(cfg, data_dir if cfg.data.train_sets or cfg.data.landcover_sets or cfg.data.ground_sets
+                          else None)
     say(f"data: {len(source.synthetic)} synthetic scenes, real sets "
-        f"{ {k: len(v) for k, v in source.real.items()} }, {len(source.landcover)} land-cover tiles "
-        f"({time.time() - t0:.1f} s)")
+        f"{ {k: len(v) for k, v in source.real.items()} }, {len(source.landcover)} land-cover tiles, "
+        f"{len(source.ground)} ground-head tiles ({time.time() - t0:.1f} s)")
 
     net, enc_prov = build_network(
-        config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels), pretrained=cfg.model.pretrained
+        config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels, ground_head=bool(cfg.data.ground_sets)),
+        pretrained=cfg.model.pretrained
     )
     if cfg.model.freeze_blocks:
         net.freeze_encoder_blocks(cfg.model.freeze_blocks)
@@ -352,15 +382,25 @@ def train(
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.optim))
+    ema = None
+    if cfg.optim.ema:
+        if not 0.0 < cfg.optim.ema < 1.0:
+            raise TrainingError(f"optim.ema must be in (0, 1) or 0 (off); got {cfg.optim.ema!r}")
+        ema = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
     start, losses, spent = 0, [], 0.0
     if resume is not None:
         ck = torch.load(resume, map_location=dev, weights_only=False)
         if ck["config"] != cfg.as_dict():
             raise TrainingError(f"checkpoint {str(resume)!r} was made with another config; resume with that config")
         net.load_state_dict(ck["model"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         rng.bit_generator.state = ck["rng"]
+        if ck.get("ground_rng") is not None:
+            ground_rng.bit_generator.state = ck["ground_rng"]
         torch.set_rng_state(ck["torch_rng"])
         start, losses, spent = ck["step"], list(ck["losses"]), float(ck["seconds"])
         say(f"resumed from {resume} at step {start}")
@@ -369,7 +409,9 @@ def train(
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"config": cfg.as_dict(), "model": net.state_dict(), "optim": opt.state_dict(),
                     "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "step": step, "losses": losses, "seconds": spent + time.time() - t_run}, tmp)
+                    "ground_rng": ground_rng.bit_generator.state,
+                    "step": step, "losses": losses, "seconds": spent + time.time() - t_run,
+                    "ema": ema.state_dict() if ema is not None else None}, tmp)
         os.replace(tmp, ckpt_path)
 
     net.train()
@@ -381,10 +423,18 @@ def train(
         y = torch.from_numpy(b["mask"]).float().to(dev)
         v = torch.from_numpy(b["valid"]).to(dev)
         loss = _loss(net(x), y, v, cfg.optim.dice_weight)
+        if source.ground:
+            g = source.ground_batch(ground_rng, cfg.optim.ground_batch)
+            gx = torch.from_numpy(g["image"]).to(dev)
+            gy = torch.from_numpy(g["mask"]).float().to(dev)
+            gv = torch.from_numpy(g["valid"]).to(dev)
+            loss = loss + cfg.optim.ground_weight * _loss(net.ground(gx), gy, gv, cfg.optim.dice_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
         losses.append(float(loss.detach()))
         done = step + 1
         if done % cfg.optim.log_every == 0 or done == cfg.optim.steps:
@@ -396,6 +446,8 @@ def train(
         if cfg.optim.checkpoint_every and done % cfg.optim.checkpoint_every == 0 and done < cfg.optim.steps:
             save_ckpt(done)
     seconds = spent + time.time() - t_run
+    if ema is not None:  # the averaged weights and BN statistics are the ones shipped
+        net.load_state_dict(ema.module.state_dict())
     net.eval()
 
     meta: dict[str, Any] = {
@@ -411,6 +463,7 @@ def train(
         "data": {"train_sets": list(cfg.data.train_sets), "eval_sets": list(cfg.data.eval_sets),
                  "synthetic_scenes": cfg.data.synthetic_scenes, "synthetic_fraction": cfg.data.synthetic_fraction,
                  "landcover_sets": list(cfg.data.landcover_sets), "landcover_fraction": cfg.data.landcover_fraction,
+                 "ground_sets": list(cfg.data.ground_sets),
                  "root": str(data_dir) if data_dir else None},
         "pretrained_encoder": enc_prov or None,
         "config": cfg.as_dict(),

@@ -11,7 +11,7 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from training.errors import DataReadError, TrainingError
-from training.landcover import bare_change_sample, load_landcover
+from training.landcover import bare_change_sample, ground_sample, load_landcover
 from training.train import SampleSource, load_config
 
 SMOKE = Path(__file__).resolve().parents[2] / "training" / "configs" / "changenet_smoke.yaml"
@@ -229,3 +229,39 @@ def test_a_recipe_with_landcover_draws_from_it(landcover_root: Path, fake_data: 
         SampleSource(dataclasses.replace(base, data=data), fake_data)
     with pytest.raises(TrainingError, match="landcover_sets is empty"):
         type(base).from_mapping({"data": {"train_sets": ["pngset"], "landcover_fraction": 0.5}})
+
+
+def test_ground_samples_label_bare_and_built_ground(landcover_root: Path) -> None:
+    tiles = load_landcover(landcover_root, ["landcover_loveda"])
+    s = ground_sample(tiles, np.random.default_rng(0), size=N, resolution_m=(0.3, 0.3))  # the whole tile
+    assert s["image"].shape == (1, 3, N, N) and s["mask"].shape == s["valid"].shape == (1, N, N)
+    want = np.zeros((N, N), bool)
+    want[BARE] = want[ROOF] = True  # bare land and the building; the fields are not disturbed ground
+    want[NODATA] = False
+    assert np.array_equal(s["mask"][0].astype(bool), want)
+    assert not s["valid"][0][NODATA].any() and s["valid"][0][10:].all()
+
+
+def test_the_ground_head_trains_on_landcover_tiles(landcover_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    from models.changenet import ChangeNet, load_weights
+    from training.train import train
+
+    base = load_config(SMOKE)
+    cfg = dataclasses.replace(
+        base, data=dataclasses.replace(base.data, ground_sets=("landcover_loveda",)),
+        augment=dataclasses.replace(base.augment, crop=48),
+        optim=dataclasses.replace(base.optim, steps=40, lr=5e-3, warmup=1, log_every=10, ground_weight=1.0))
+    train(cfg, tmp_path / "g.pt", root=landcover_root)
+    net, meta = load_weights(tmp_path / "g.pt")
+    assert net.config.ground_head and meta["data"]["ground_sets"] == ["landcover_loveda"]
+    tile = load_landcover(landcover_root, ["landcover_loveda"])[0]
+    with torch.no_grad():
+        x = torch.from_numpy(tile.image[None, :, :N - N % 16, :N - N % 16].astype(np.float32))
+        p = torch.sigmoid(net.ground(x))[0, 0].numpy()
+    fields = np.ones_like(p, bool)
+    fields[BARE] = fields[ROOF] = fields[NODATA] = False
+    assert p[BARE].mean() > p[fields].mean() + 0.2, (p[BARE].mean(), p[fields].mean())  # it learnt bare ground
+    with pytest.raises(ValueError, match="no ground head"):
+        ChangeNet().ground(torch.zeros(1, 3, 32, 32))

@@ -115,6 +115,39 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-4)
 
 
+def test_ema_ships_the_averaged_weights_and_resumes_exactly(tmp_path: Path) -> None:
+    import torch
+
+    from models.changenet import load_weights
+
+    plain = train(_smoke(steps=4, log_every=1), tmp_path / "plain.pt")
+    cfg = _smoke(steps=4, checkpoint_every=2, log_every=1, ema=0.5)
+    full = train(cfg, tmp_path / "ema.pt")
+    np.testing.assert_allclose(full.losses, plain.losses, rtol=1e-5)  # the average does not change training
+    w_plain, _ = load_weights(plain.weights)
+    w_ema, _ = load_weights(full.weights)
+    diff = {k for k, v in w_ema.state_dict().items() if v.is_floating_point()
+            and not torch.equal(v, w_plain.state_dict()[k])}
+    assert any(k.endswith("running_mean") for k in diff) and any(k.endswith(".weight") for k in diff)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(line: str) -> None:
+        if line.startswith("step 3/"):
+            raise Stop
+
+    ckpt = tmp_path / "cut.ckpt"
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, progress=stop_at_3)
+    train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, resume=ckpt)
+    w_cut, _ = load_weights(tmp_path / "cut.pt")
+    for k, v in w_ema.state_dict().items():
+        torch.testing.assert_close(w_cut.state_dict()[k], v, rtol=1e-4, atol=1e-6, msg=k)
+    with pytest.raises(TrainingError, match="optim.ema"):
+        train(_smoke(steps=1, ema=1.5), tmp_path / "bad.pt")
+
+
 def test_train_entry_point_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     eps = {e.name: e.value for e in entry_points(group="soilwatch.commands")}
     assert eps.get("train") == TRAIN_EP.value, "run `.venv/bin/pip install -e . --no-deps` to register it"
