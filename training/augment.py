@@ -12,6 +12,9 @@ Why these, for this task:
 - colour jitter *per date*: what is left of the sensor, season and haze differences after the
   detector's radiometric normalisation must not read as change;
 - a one-pixel shift of the after image: sub-pixel misregistration of real pairs;
+- another sensor for one date (:func:`degrade_date`, off unless configured): blur or a coarser pixel
+  resampled back, and a smooth local warp of up to a few pixels (relief displacement of roofs, trees and
+  embankments differs between two off-nadir views) — an old village rendered another way is not a site;
 - pasting real changed regions from one pair into another (:func:`paste_change`): more positives, in
   new surroundings, so the network learns what changed rather than where changes tend to lie;
 - date swap (:func:`swap_dates`): only where labels are *directional* ("new disturbance", as in the
@@ -28,6 +31,7 @@ import numpy as np
 __all__ = [
     "Sample",
     "crop_scaled",
+    "degrade_date",
     "flip_rot",
     "jitter_dates",
     "paste_change",
@@ -128,6 +132,31 @@ def shift_after(sample: Sample, rng: np.random.Generator, *, max_px: int = 1) ->
     h, w = img.shape[-2:]
     img[1] = after[:, max_px + dy:max_px + dy + h, max_px + dx:max_px + dx + w]
     return {**sample, "image": img}
+
+
+def degrade_date(sample: Sample, rng: np.random.Generator, *, warp_px: float = 2.0) -> Sample:
+    """One date, drawn at random, as if seen by another sensor: blurred (sigma 0.5-1.5 px) or sampled at a
+    1.5-3x coarser pixel and brought back (bilinear), then warped by a smooth random displacement field of
+    up to ``warp_px`` pixels (0 = none). The label and the other date are unchanged."""
+    from scipy.ndimage import gaussian_filter, map_coordinates, zoom
+
+    img = sample["image"].copy()
+    d = int(rng.integers(2))
+    x = img[d]
+    c, h, w = x.shape
+    if rng.random() < 0.5:
+        x = gaussian_filter(x, sigma=(0, *(rng.uniform(0.5, 1.5),) * 2), mode="nearest")
+    else:
+        f = float(rng.uniform(1.5, 3.0))
+        small = zoom(x, (1, 1 / f, 1 / f), order=1, mode="nearest", grid_mode=True)
+        x = zoom(small, (1, h / small.shape[1], w / small.shape[2]), order=1, mode="nearest", grid_mode=True)
+    if warp_px > 0:
+        coarse = rng.uniform(-warp_px, warp_px, (2, 4, 4))  # a displacement per cell of a 4x4 grid, smoothed up
+        dy, dx = (zoom(g, (h / 4, w / 4), order=3, mode="nearest", grid_mode=True)[:h, :w] for g in coarse)
+        rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+        x = np.stack([map_coordinates(band, [rows + dy, cols + dx], order=1, mode="nearest") for band in x])
+    img[d] = np.where(sample["image"][d] > 0, np.clip(x, 0, 1), 0)
+    return {**sample, "image": img.astype(np.float32)}
 
 
 def paste_change(target: Sample, source: Sample) -> Sample:

@@ -87,6 +87,8 @@ class AugmentConfig:
     paste: float = 0.2  # real samples only: paste a changed region of another real pair
     swap_synthetic: float = 0.15  # synthetic labels are directional: swap dates, clear label
     swap_real: float = 0.0  # real labels are symmetric "change": see training/augment.py
+    degrade: float = 0.0  # share of samples with one date blurred or coarsened, and warped (augment.degrade_date)
+    warp_px: float = 2.0  # the largest displacement of that warp, pixels
     landcover_reverse: float = 0.5  # land-cover pairs: share made by covering real bare ground in the before
     landcover_nuisance: float = 0.5  # land-cover pairs: share with a non-bare texture pasted in one date (no change)
     landcover_season: float = 0.5  # land-cover pairs: share whose fields turn soil-coloured in one date (no change)
@@ -267,6 +269,8 @@ class SampleSource:
             s = augment.jitter_dates(s, rng, strength=a.jitter)
         if a.shift_px > 0 and rng.random() < a.shift_prob:
             s = augment.shift_after(s, rng, max_px=a.shift_px)
+        if a.degrade > 0 and rng.random() < a.degrade:  # drawn only when configured: older recipes draw as before
+            s = augment.degrade_date(s, rng, warp_px=a.warp_px)
         return s
 
     def batch(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

@@ -88,6 +88,42 @@ def test_jitter_keeps_range_and_no_data() -> None:
     assert j["image"].min() >= 0 and j["image"].max() <= 1 and not j["image"][:, :, :2].any()
 
 
+def test_another_sensor_degrades_one_date_only() -> None:
+    s = _sample(48, 48)
+    s["image"][:, :, :4] = 0.0  # no-data rows
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        d = augment.degrade_date(s, rng, warp_px=2.0)
+        changed = [not np.array_equal(d["image"][i], s["image"][i]) for i in (0, 1)]
+        assert sum(changed) == 1  # one date, the other untouched
+        assert np.array_equal(d["mask"], s["mask"]) and np.array_equal(d["valid"], s["valid"])
+        assert d["image"].min() >= 0 and d["image"].max() <= 1 and not d["image"][:, :, :4].any()
+        i = changed.index(True)  # blur or a coarser pixel smooths the noise image; the mean stays
+        assert d["image"][i].std() < s["image"][i].std() * 0.9
+        assert abs(d["image"][i, :, 8:].mean() - s["image"][i, :, 8:].mean()) < 0.03
+    flat = {**s, "image": np.full_like(s["image"], 0.4)}  # nothing to smear: a flat scene stays flat
+    np.testing.assert_allclose(augment.degrade_date(flat, rng, warp_px=3.0)["image"], 0.4, atol=1e-5)
+
+
+def test_the_recipe_switches_the_sensor_augmentation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.train import SampleSource
+
+    calls: list[float] = []
+    real = augment.degrade_date
+
+    def counted(s: augment.Sample, rng: np.random.Generator, *, warp_px: float) -> augment.Sample:
+        calls.append(warp_px)
+        return real(s, rng, warp_px=warp_px)
+
+    monkeypatch.setattr(augment, "degrade_date", counted)
+    base = load_config(SMOKE)
+    for degrade, want in ((0.0, 0), (1.0, 6)):
+        cfg = dataclasses.replace(base, augment=dataclasses.replace(base.augment, degrade=degrade, warp_px=1.5))
+        calls.clear()
+        SampleSource(cfg, None).batch(np.random.default_rng(0), 6)
+        assert calls == [1.5] * want
+
+
 def test_few_steps_lower_the_loss(tmp_path: Path) -> None:
     res = train(_smoke(steps=30, lr=3e-3, warmup=1, log_every=10), tmp_path / "m.pt")
     first, last = np.mean(res.losses[:8]), np.mean(res.losses[-8:])
