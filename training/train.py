@@ -141,6 +141,11 @@ class TrainConfig:
         sub = {k: _from_mapping(c, values.pop(k, None), f"{where}: {k}") for k, c in parts.items()}
         top = _from_mapping(cls, {k: v for k, v in values.items()}, where) if values else cls()
         cfg = TrainConfig(**{**{f.name: getattr(top, f.name) for f in fields(cls) if f.name not in parts}, **sub})
+        return cfg.checked(where)
+
+    def checked(self, where: str = "config") -> TrainConfig:
+        """This config, after checking the values that types alone do not; raises :class:`TrainingError`."""
+        cfg = self
         if cfg.optim.steps < 1 or cfg.optim.batch_size < 1:
             raise TrainingError(f"optim.steps and optim.batch_size must be >= 1 in {where}")
         if cfg.augment.crop % 16:
@@ -153,6 +158,12 @@ class TrainConfig:
             raise TrainingError(f"data.landcover_fraction is set but data.landcover_sets is empty in {where}")
         if cfg.data.synthetic_fraction < 1 and not cfg.data.train_sets:
             raise TrainingError(f"data.train_sets is empty in {where}: set synthetic_fraction: 1.0 or name sets")
+        if not (cfg.optim.ema == 0 or 0 < cfg.optim.ema < 1):
+            raise TrainingError(f"optim.ema must be in (0, 1), or 0 for off; got {cfg.optim.ema!r} in {where}")
+        if not 0 <= cfg.augment.degrade <= 1 or cfg.augment.warp_px < 0:
+            raise TrainingError(f"augment.degrade must be in [0, 1] and augment.warp_px >= 0 in {where}")
+        if cfg.data.ground_sets and (cfg.optim.ground_batch < 1 or cfg.optim.ground_weight < 0):
+            raise TrainingError(f"optim.ground_batch must be >= 1 and optim.ground_weight >= 0 in {where}")
         return cfg
 
     def as_dict(self) -> dict[str, Any]:
@@ -357,6 +368,7 @@ def train(
 
     from models.changenet import ChangeNetConfig, build_network, save_weights
 
+    cfg = cfg.checked()
     say = progress or log.info
     out = Path(out)
     ckpt_path = Path(checkpoint) if checkpoint else out.with_suffix(".ckpt")
@@ -388,8 +400,6 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.optim))
     ema = None
     if cfg.optim.ema:
-        if not 0.0 < cfg.optim.ema < 1.0:
-            raise TrainingError(f"optim.ema must be in (0, 1) or 0 (off); got {cfg.optim.ema!r}")
         ema = torch.optim.swa_utils.AveragedModel(
             net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
     start, losses, spent = 0, [], 0.0

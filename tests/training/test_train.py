@@ -56,6 +56,20 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
         load_config(p)
 
 
+@pytest.mark.parametrize("text, what", [
+    ("optim:\n  ema: 1.0\n", "optim.ema"),
+    ("augment:\n  degrade: 1.5\n", "augment.degrade"),
+    ("augment:\n  warp_px: -1\n", "augment.warp_px"),
+    ("data:\n  ground_sets: [landcover_loveda]\noptim:\n  ground_batch: 0\n", "optim.ground_batch"),
+])
+def test_out_of_range_options_are_named(tmp_path: Path, text: str, what: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("data:\n  synthetic_fraction: 1.0\n" + text if not text.startswith("data") else
+                 text.replace("data:\n", "data:\n  synthetic_fraction: 1.0\n"))
+    with pytest.raises(TrainingError, match=what.replace(".", r"\.")):
+        load_config(p)
+
+
 def test_geometric_augmentations_move_image_and_mask_together() -> None:
     s = _sample()
     s["image"][:, :, s["mask"][0] == 1] = 5.0  # mark the changed pixels in the image
@@ -180,7 +194,7 @@ def test_ema_ships_the_averaged_weights_and_resumes_exactly(tmp_path: Path) -> N
     w_cut, _ = load_weights(tmp_path / "cut.pt")
     for k, v in w_ema.state_dict().items():
         torch.testing.assert_close(w_cut.state_dict()[k], v, rtol=1e-4, atol=1e-6, msg=k)
-    with pytest.raises(TrainingError, match="optim.ema"):
+    with pytest.raises(TrainingError, match="optim.ema"):  # also when the config was built in code
         train(_smoke(steps=1, ema=1.5), tmp_path / "bad.pt")
 
 
