@@ -13,7 +13,7 @@ import pytest
 import soilwatch.cli
 from training import augment
 from training.errors import TrainingError
-from training.train import TrainConfig, load_config, train
+from training.train import TrainConfig, TrainResult, load_config, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 SMOKE = CONFIGS / "changenet_smoke.yaml"
@@ -146,22 +146,28 @@ def test_few_steps_lower_the_loss(tmp_path: Path) -> None:
     assert side["seed"] == 0 and side["bands"] == ["red", "green", "blue"] and len(side["sha256"]) == 64
 
 
+class _Crash(Exception):
+    pass
+
+
+def _crash_at_step_3_and_resume(cfg: TrainConfig, out: Path) -> TrainResult:
+    """Train ``cfg`` into ``out``, crash it at step 3 (the checkpoint is kept), then resume from that checkpoint."""
+
+    def crash_at_3(line: str) -> None:
+        if line.startswith("step 3/"):
+            raise _Crash
+
+    ckpt = out.with_suffix(".ckpt")
+    with pytest.raises(_Crash):
+        train(cfg, out, checkpoint=ckpt, progress=crash_at_3)
+    assert ckpt.exists()
+    return train(cfg, out, checkpoint=ckpt, resume=ckpt)
+
+
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     cfg = _smoke(steps=4, checkpoint_every=2, log_every=1)
     full = train(cfg, tmp_path / "full.pt")
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_3(line: str) -> None:
-        if line.startswith("step 3/"):
-            raise Stop
-
-    ckpt = tmp_path / "cut.ckpt"
-    with pytest.raises(Stop):
-        train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, progress=stop_at_3)
-    assert ckpt.exists()
-    resumed = train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, resume=ckpt)
+    resumed = _crash_at_step_3_and_resume(cfg, tmp_path / "cut.pt")
     np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-4)
 
 
@@ -180,18 +186,7 @@ def test_ema_ships_the_averaged_weights_and_resumes_exactly(tmp_path: Path) -> N
             and not torch.equal(v, w_plain.state_dict()[k])}
     assert any(k.endswith("running_mean") for k in diff) and any(k.endswith(".weight") for k in diff)
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_3(line: str) -> None:
-        if line.startswith("step 3/"):
-            raise Stop
-
-    ckpt = tmp_path / "cut.ckpt"
-    with pytest.raises(Stop):
-        train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, progress=stop_at_3)
-    train(cfg, tmp_path / "cut.pt", checkpoint=ckpt, resume=ckpt)
-    w_cut, _ = load_weights(tmp_path / "cut.pt")
+    w_cut, _ = load_weights(_crash_at_step_3_and_resume(cfg, tmp_path / "cut.pt").weights)
     for k, v in w_ema.state_dict().items():
         torch.testing.assert_close(w_cut.state_dict()[k], v, rtol=1e-4, atol=1e-6, msg=k)
     with pytest.raises(TrainingError, match="optim.ema"):  # also when the config was built in code
