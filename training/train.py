@@ -10,10 +10,12 @@ Data, each batch (:class:`SampleSource`):
 Every image goes through :func:`training.data.normalise_pair`, i.e. the detector's own radiometry,
 and only its RGB bands are used. Augmentations: :mod:`training.augment`.
 
-Loss: binary cross-entropy + soft Dice on valid pixels only. Optimiser: AdamW, linear warm-up then
-cosine decay. With ``data.eval_sets`` the finished model is scored with :func:`training.evaluate.evaluate`
-(the same code as ``soilwatch eval``) and the report goes into the weights sidecar, marked ``held_out``
-when no eval set was trained on, else ``in_sample``.
+Loss: binary cross-entropy + soft Dice on valid pixels only; with ``optim.distill_from`` a share of it
+(``optim.distill_weight``) is cross-entropy against the mean change probability of frozen teacher models.
+Optimiser: AdamW, linear warm-up then cosine decay. With ``data.eval_sets`` the finished model is scored
+with :func:`training.evaluate.evaluate` (the same code as ``soilwatch eval``) and the report goes into the
+weights sidecar, marked ``held_out`` when neither the run nor a teacher trained on an eval set, else
+``in_sample`` (or ``mixed``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ class OptimConfig:
     ground_batch: int = 4  # single-date land-cover crops per step for the ground head (data.ground_sets)
     ground_weight: float = 0.5  # weight of the ground head's loss
     ema: float = 0.0  # > 0: ship an exponential moving average of the weights (and BN statistics) with this decay
+    # distillation: ChangeNet weights files (e.g. other seeds of this recipe) whose mean change probability is a soft
+    # target for this model; their training sets count as this run's for "held out" (off when empty)
+    distill_from: tuple[str, ...] = ()
+    distill_weight: float = 0.5  # share of the loss from the teachers' soft target; the labels get the rest
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,8 @@ class TrainConfig:
             raise TrainingError(f"augment.degrade must be in [0, 1] and augment.warp_px >= 0 in {where}")
         if cfg.data.ground_sets and (cfg.optim.ground_batch < 1 or cfg.optim.ground_weight < 0):
             raise TrainingError(f"optim.ground_batch must be >= 1 and optim.ground_weight >= 0 in {where}")
+        if cfg.optim.distill_from and not 0 < cfg.optim.distill_weight <= 1:
+            raise TrainingError(f"optim.distill_weight must be in (0, 1] in {where}; got {cfg.optim.distill_weight!r}")
         return cfg
 
     def as_dict(self) -> dict[str, Any]:
@@ -305,6 +313,42 @@ def _stack(samples: list[augment.Sample]) -> dict[str, np.ndarray]:
 
 
 # -- loop ---------------------------------------------------------------------------------------
+@dataclass
+class _Teachers:
+    """The frozen models of ``optim.distill_from``: their mean change probability is a soft training target."""
+
+    nets: list[Any]
+    provenance: list[dict[str, Any]]  # file, sha256, seed, train_sets of each, as recorded in the student's sidecar
+
+    @classmethod
+    def load(cls, paths: tuple[str, ...], dev: Any) -> _Teachers:
+        import torch
+
+        from models.changenet import load_weights
+        from models.errors import WeightsError
+
+        nets, prov = [], []
+        for p in paths:
+            try:
+                net, side = load_weights(p, require_sidecar=True)
+            except WeightsError as exc:
+                raise TrainingError(f"optim.distill_from: {exc}") from exc
+            nets.append(net.to(dev).to(memory_format=torch.channels_last).eval())
+            prov.append({"file": str(p), "sha256": side.get("sha256"), "seed": side.get("seed"),
+                         "train_sets": list(side.get("data", {}).get("train_sets", []))})
+        return cls(nets, prov)
+
+    @property
+    def train_sets(self) -> set[str]:
+        return {s for p in self.provenance for s in p["train_sets"]}
+
+    def target(self, x: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return torch.stack([torch.sigmoid(n(x)) for n in self.nets]).mean(0)
+
+
 def _loss(logits: Any, mask: Any, valid: Any, dice_weight: float) -> Any:
     import torch
     import torch.nn.functional as F
@@ -315,6 +359,14 @@ def _loss(logits: Any, mask: Any, valid: Any, dice_weight: float) -> Any:
     inter = (p * mask).sum()
     dice = 1 - (2 * inter + 1) / (p.sum() + (mask * v).sum() + 1)
     return bce + dice_weight * dice
+
+
+def _soft_bce(logits: Any, target: Any, valid: Any) -> Any:
+    """Binary cross-entropy against a soft target (a probability per pixel), over valid pixels."""
+    import torch.nn.functional as F
+
+    v = valid.float()
+    return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * v).sum() / v.sum().clamp(min=1)
 
 
 def _lr_factor(step: int, cfg: OptimConfig) -> float:
@@ -394,6 +446,9 @@ def train(
     )
     if cfg.model.freeze_blocks:
         net.freeze_encoder_blocks(cfg.model.freeze_blocks)
+    teachers = _Teachers.load(cfg.optim.distill_from, dev) if cfg.optim.distill_from else None
+    if teachers is not None:
+        say(f"distilling from {len(teachers.nets)} teacher models (weight {cfg.optim.distill_weight})")
     net = net.to(dev).to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -407,6 +462,9 @@ def train(
         ck = torch.load(resume, map_location=dev, weights_only=False)
         if ck["config"] != cfg.as_dict():
             raise TrainingError(f"checkpoint {str(resume)!r} was made with another config; resume with that config")
+        if teachers is not None and ck.get("teachers") != teachers.provenance:
+            raise TrainingError(f"checkpoint {str(resume)!r} was made with other teacher files (optim.distill_from); "
+                                "restore them or start again")
         net.load_state_dict(ck["model"])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
@@ -425,7 +483,8 @@ def train(
                     "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "ground_rng": ground_rng.bit_generator.state,
                     "step": step, "losses": losses, "seconds": spent + time.time() - t_run,
-                    "ema": ema.state_dict() if ema is not None else None}, tmp)
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "teachers": teachers.provenance if teachers is not None else None}, tmp)
         os.replace(tmp, ckpt_path)
 
     net.train()
@@ -436,7 +495,11 @@ def train(
         x = torch.from_numpy(b["image"]).to(dev)
         y = torch.from_numpy(b["mask"]).float().to(dev)
         v = torch.from_numpy(b["valid"]).to(dev)
-        loss = _loss(net(x), y, v, cfg.optim.dice_weight)
+        logits = net(x)
+        loss = _loss(logits, y, v, cfg.optim.dice_weight)
+        if teachers is not None:
+            w = cfg.optim.distill_weight
+            loss = (1 - w) * loss + w * _soft_bce(logits, teachers.target(x), v)
         if source.ground:
             g = source.ground_batch(ground_rng, cfg.optim.ground_batch)
             gx = torch.from_numpy(g["image"]).to(dev)
@@ -478,6 +541,7 @@ def train(
                  "synthetic_scenes": cfg.data.synthetic_scenes, "synthetic_fraction": cfg.data.synthetic_fraction,
                  "landcover_sets": list(cfg.data.landcover_sets), "landcover_fraction": cfg.data.landcover_fraction,
                  "ground_sets": list(cfg.data.ground_sets),
+                 "distill_from": teachers.provenance if teachers is not None else [],
                  "root": str(data_dir) if data_dir else None},
         "pretrained_encoder": enc_prov or None,
         "config": cfg.as_dict(),
@@ -490,7 +554,8 @@ def train(
         "torch": str(torch.__version__),
     }
     if cfg.data.eval_sets and data_dir is not None:
-        meta["metrics"] = _evaluate(net, meta, cfg, data_dir, say)
+        seen = set(cfg.data.train_sets) | (teachers.train_sets if teachers is not None else set())
+        meta["metrics"] = _evaluate(net, meta, cfg, data_dir, say, seen)
     save_weights(net.cpu(), out, meta)
     say(f"wrote {out} ({seconds / 60:.1f} min of training)")
     if ckpt_path.exists():
@@ -498,14 +563,16 @@ def train(
     return TrainResult(weights=out, losses=losses, seconds=seconds, meta=meta)
 
 
-def _evaluate(net: Any, meta: dict[str, Any], cfg: TrainConfig, root: Path, say: Callable[[str], None]) -> dict:
+def _evaluate(net: Any, meta: dict[str, Any], cfg: TrainConfig, root: Path, say: Callable[[str], None],
+              seen: set[str]) -> dict:
+    """Score ``net`` on ``data.eval_sets``; a set is held out when neither the run nor any teacher trained on it."""
     from models.changenet import TorchChangeModel
     from training.data import index_data
     from training.evaluate import evaluate
 
     model = TorchChangeModel(net, name=cfg.name, meta=meta, num_threads=cfg.optim.threads)
     report = evaluate(model, index_data(root, cfg.data.eval_sets), spec=cfg.name).as_dict()
-    held_out = sorted(set(cfg.data.eval_sets) - set(cfg.data.train_sets))
+    held_out = sorted(set(cfg.data.eval_sets) - seen)
     kind = "held_out" if len(held_out) == len(set(cfg.data.eval_sets)) else "in_sample" if not held_out else "mixed"
     for name, s in report["sets"].items():
         px, ob = s["pixel"], s["object"]

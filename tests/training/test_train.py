@@ -61,6 +61,7 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     ("augment:\n  degrade: 1.5\n", "augment.degrade"),
     ("augment:\n  warp_px: -1\n", "augment.warp_px"),
     ("data:\n  ground_sets: [landcover_loveda]\noptim:\n  ground_batch: 0\n", "optim.ground_batch"),
+    ("optim:\n  distill_from: [t.pt]\n  distill_weight: 0\n", "optim.distill_weight"),
 ])
 def test_out_of_range_options_are_named(tmp_path: Path, text: str, what: str) -> None:
     p = tmp_path / "bad.yaml"
@@ -150,16 +151,17 @@ class _Crash(Exception):
     pass
 
 
+def _crash_at_3(line: str) -> None:
+    """A progress callback that crashes a run as it reports step 3."""
+    if line.startswith("step 3/"):
+        raise _Crash
+
+
 def _crash_at_step_3_and_resume(cfg: TrainConfig, out: Path) -> TrainResult:
     """Train ``cfg`` into ``out``, crash it at step 3 (the checkpoint is kept), then resume from that checkpoint."""
-
-    def crash_at_3(line: str) -> None:
-        if line.startswith("step 3/"):
-            raise _Crash
-
     ckpt = out.with_suffix(".ckpt")
     with pytest.raises(_Crash):
-        train(cfg, out, checkpoint=ckpt, progress=crash_at_3)
+        train(cfg, out, checkpoint=ckpt, progress=_crash_at_3)
     assert ckpt.exists()
     return train(cfg, out, checkpoint=ckpt, resume=ckpt)
 
@@ -222,3 +224,67 @@ def test_the_sidecar_says_which_scores_are_held_out(tmp_path: Path, fake_data: P
     assert set(metrics["report"]["sets"]) == {"pngset", "tifset"}
     assert any(line.startswith("held_out tifset:") for line in lines)
     assert any(line.startswith("in_sample pngset:") for line in lines)
+
+
+def _teacher(path: Path, bias: float, root: Path | None = None, **data: object) -> Path:
+    """A 1-step smoke model whose change logit is shifted by ``bias`` (a teacher with an unmistakable opinion)."""
+    import torch
+
+    from models.changenet import load_weights, save_weights
+
+    base = _smoke(steps=1, log_every=1)
+    res = train(dataclasses.replace(base, data=dataclasses.replace(base.data, **data)), path, root=root)
+    net, side = load_weights(res.weights)
+    with torch.no_grad():
+        net.head.bias += bias
+    save_weights(net, path, {k: v for k, v in side.items() if k not in ("file", "sha256", "format", "arch")})
+    return path
+
+
+def _mean_probability(weights: Path) -> float:
+    import torch
+
+    from models.changenet import load_weights
+
+    net, _ = load_weights(weights)
+    x = torch.from_numpy(np.random.default_rng(3).random((2, 2, 3, 32, 32), dtype=np.float32))
+    with torch.no_grad():
+        return float(torch.sigmoid(net(x)).mean())
+
+
+def test_distillation_pulls_the_student_to_the_teachers(tmp_path: Path) -> None:
+    teacher = _teacher(tmp_path / "teacher.pt", bias=6.0)  # says "change" almost everywhere
+    plain = train(_smoke(steps=30, lr=3e-3, warmup=1, log_every=10), tmp_path / "plain.pt")
+    student = train(_smoke(steps=30, lr=3e-3, warmup=1, log_every=10, distill_from=(str(teacher),), distill_weight=0.9),
+                    tmp_path / "student.pt")
+    p_plain, p_student = _mean_probability(plain.weights), _mean_probability(student.weights)
+    assert p_student > p_plain + 0.07, (p_plain, p_student)  # measured: 0.49 -> 0.63 (the same seed)
+    side = json.loads((tmp_path / "student.json").read_text())
+    (t,) = side["data"]["distill_from"]
+    assert t["sha256"] == json.loads((tmp_path / "teacher.json").read_text())["sha256"] and t["seed"] == 0
+
+
+def test_distillation_resumes_exactly_and_checks_its_teachers(tmp_path: Path) -> None:
+    teacher = _teacher(tmp_path / "teacher.pt", bias=2.0)
+    cfg = _smoke(steps=4, checkpoint_every=2, log_every=1, distill_from=(str(teacher),))
+    full = train(cfg, tmp_path / "full.pt")
+    resumed = _crash_at_step_3_and_resume(cfg, tmp_path / "cut.pt")
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-4)
+
+    with pytest.raises(_Crash):  # a checkpoint, then the teacher file is replaced by another one
+        train(cfg, tmp_path / "again.pt", progress=_crash_at_3)
+    _teacher(teacher, bias=-2.0)
+    with pytest.raises(TrainingError, match="other teacher files"):
+        train(cfg, tmp_path / "again.pt", resume=tmp_path / "again.ckpt")
+    with pytest.raises(TrainingError, match="optim.distill_from"):
+        train(_smoke(steps=1, distill_from=(str(tmp_path / "missing.pt"),)), tmp_path / "x.pt")
+
+
+def test_a_set_a_teacher_trained_on_is_not_held_out(tmp_path: Path, fake_data: Path) -> None:
+    teacher = _teacher(tmp_path / "teacher.pt", 0.0, fake_data, train_sets=("tifset",), synthetic_fraction=0.5)
+    base = _smoke(steps=1, log_every=1, distill_from=(str(teacher),))
+    cfg = dataclasses.replace(base, data=dataclasses.replace(
+        base.data, train_sets=("pngset",), eval_sets=("tifset",), synthetic_fraction=0.5))  # fmt: skip
+    train(cfg, tmp_path / "m.pt", root=fake_data)
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert (metrics["kind"], metrics["held_out_sets"]) == ("in_sample", [])
