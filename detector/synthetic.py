@@ -16,7 +16,9 @@ fraction of a pixel (misregistration) on purpose.
 Label 1 is new soil disturbance only: stripped ground, foundation pits, spoil heaps, new site roads,
 dust-screen nets (防尘网) over soil, site huts inside a new site. Ploughing, harvest, phenology,
 water-level change, haze, shadows, radiometric differences and sites that already existed before
-are nuisances with label 0; :func:`render_classes` gives the land cover behind them.
+are nuisances with label 0; :func:`render_classes` gives the land cover behind them. With
+``seasonal`` > 0 a share of scenes also has water that changes colour (turbid, algae, dark) and tree
+canopy that changes with the season (autumn, leaf-off, flush) between the dates, also label 0.
 """
 
 from __future__ import annotations
@@ -273,7 +275,9 @@ class SceneSpec:
     Coordinates are pixels ``(row, col)`` of the before image; sizes of real objects were drawn in metres.
     ``sun`` holds, per date, the ``(row, col)`` pixel step towards the sun per metre of object height;
     ``shift_px`` is the after image's misregistration; ``gain``/``offset`` the per-date, per-band
-    radiometric difference applied to reflectance; ``haze`` is ``(date, threshold, opacity)`` patches.
+    radiometric difference applied to reflectance; ``haze`` is ``(date, threshold, opacity)`` patches;
+    ``water_tint``/``canopy_tint`` multiply, per date and band, the reflectance of water and of tree canopy
+    (forest, orchards, village trees): the seasonal nuisances (all ones when there are none).
     """
 
     height: int
@@ -291,6 +295,8 @@ class SceneSpec:
     gain: tuple[tuple[float, ...], tuple[float, ...]]
     offset: tuple[tuple[float, ...], tuple[float, ...]]
     haze: tuple[tuple[int, float, float], ...]
+    water_tint: tuple[tuple[float, ...], tuple[float, ...]] = ((1.0,) * 4, (1.0,) * 4)
+    canopy_tint: tuple[tuple[float, ...], tuple[float, ...]] = ((1.0,) * 4, (1.0,) * 4)
     sites: tuple[Site, ...] = field(default=(), repr=False)
     villages: tuple[_Village, ...] = field(default=(), repr=False)
     water: tuple[_Water, ...] = field(default=(), repr=False)
@@ -447,11 +453,13 @@ def _wander(rng: np.random.Generator, height: int, width: int, step: float, wigg
 
 
 def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int = 0,
-              site_density: float = 1.0) -> SceneSpec:
+              site_density: float = 1.0, seasonal: float = 0.0) -> SceneSpec:
     """Draw the layout of a ``height`` x ``width`` pixel scene at ``resolution_m`` metres per pixel.
 
     ``site_density`` scales the number of new construction sites (about 5 per km² at 1.0; at least one
-    when it is positive). Cheap: features are polygons, nothing is rasterised here.
+    when it is positive). ``seasonal`` is the chance that water and tree canopy change colour between the
+    dates (drawn from a stream of their own: the layout is the same for any value). Cheap: features are
+    polygons, nothing is rasterised here.
     """
     for name, v in (("height", height), ("width", width)):
         if not isinstance(v, int | np.integer) or v < 1:
@@ -460,6 +468,8 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
         raise ValueError(f"resolution_m must be within [0.25, 30] metres, got {resolution_m!r}")
     if not site_density >= 0:
         raise ValueError(f"site_density must be >= 0, got {site_density!r}")
+    if not 0 <= seasonal <= 1:
+        raise ValueError(f"seasonal must be within [0, 1], got {seasonal!r}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5017])
     res, px = float(resolution_m), 1.0 / float(resolution_m)
     area_km2 = height * width * res * res / 1e6
@@ -549,7 +559,32 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
         sun=(suns[0], suns[1]), shift_px=tuple(rng.uniform(-0.45, 0.45, 2).tolist()),
         gain=(tuple(rng.uniform(0.97, 1.03, 4).tolist()), tuple(g.tolist())),
         offset=((0.0,) * 4, tuple(rng.uniform(-0.012, 0.012, 4).tolist())), haze=haze,
+        **_seasonal_tints(seed, seasonal),
         sites=tuple(sites), villages=tuple(villages), water=tuple(water), roads=tuple(roads))
+
+
+# Seasonal nuisances (label 0), per band (red, green, blue, nir): what water and canopy may turn into on one date.
+_WATER_TINTS = np.array([[2.6, 2.0, 1.3, 1.6],  # turbid after rain: brown-green
+                         [1.3, 2.2, 1.0, 3.0],  # algae bloom: green
+                         [0.6, 0.65, 0.7, 0.6]], _F32)  # deep, dark, calm
+_CANOPY_TINTS = np.array([[2.2, 1.4, 1.0, 0.8],  # autumn: yellow-brown
+                          [2.0, 1.3, 1.5, 0.55],  # leaf-off: grey-brown branches
+                          [0.9, 1.2, 0.95, 1.15]], _F32)  # spring flush: lighter green
+
+
+def _seasonal_tints(seed: int, chance: float) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """Per-date water and canopy tints: with probability ``chance`` each, one date gets a drawn tint."""
+    if chance <= 0:
+        return {}
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5018])
+    out = {}
+    for name, table in (("water_tint", _WATER_TINTS), ("canopy_tint", _CANOPY_TINTS)):
+        tints = [(1.0,) * 4, (1.0,) * 4]
+        if rng.random() < chance:
+            strength = rng.uniform(0.4, 1.0)  # partway towards the drawn tint
+            tints[int(rng.integers(2))] = tuple(1 + strength * (table[int(rng.integers(len(table)))] - 1))
+        out[name] = (tuple(map(float, tints[0])), tuple(map(float, tints[1])))
+    return out
 
 
 # ---------------------------------------------------------------- rendering
@@ -563,6 +598,8 @@ class _Canvas:
         self.col = [np.empty((4, h, w), _F32), np.empty((4, h, w), _F32)]
         self.cls = [np.empty((h, w), np.uint8), np.empty((h, w), np.uint8)]
         self.change = np.zeros((h, w), np.uint8)
+        self.water = [np.asarray(t, _F32)[:, None, None] for t in spec.water_tint]  # seasonal tints, per date
+        self.canopy = [np.asarray(t, _F32)[:, None, None] for t in spec.canopy_tint]
 
     def key(self, tag: int) -> int:
         return (self.spec.seed * 0x2545F491 + tag * 0x9E3779B9 + 0x632BE5AB) & 0xFFFFFFFF
@@ -638,7 +675,7 @@ def _paint_fields(cv: _Canvas) -> None:
             pat = np.where(gh, np.where(_tri(s_in / 8) < 0.2, _F32(0.45), _F32(1.0)), pat)
         c *= (tex * pat)[None]
         if orchard.any():
-            c = _blend(c, _TREE[:, None, None] * (1.25 - r)[None], crown[None])
+            c = _blend(c, _TREE[:, None, None] * cv.canopy[t] * (1.25 - r)[None], crown[None])
         c = _blend(_blend(_blend(c, _MARGIN_GRASS, a_margin), _TRACK, a_track[None]), _MAT[_L.ROAD], a_road[None])
         cv.col[t][:] = c
         k = np.where(a_track > 0.5, np.uint8(_L.BARE), st)
@@ -654,7 +691,7 @@ def _paint_natural(cv: _Canvas) -> None:
         crown = _fractal(cv.key(9), cv.ys, cv.xs, (5.0, 2.5))
         c = _MAT[_L.FOREST][:, None, None] * (0.3 + 1.4 * crown)[None]
         for t in (0, 1):
-            cv.put(t, full, forest, c, _L.FOREST)
+            cv.put(t, full, forest, c * cv.canopy[t], _L.FOREST)
     if bare.any():
         n = _fractal(cv.key(10), cv.ys, cv.xs, (30.0, 6.0, 2.0))
         c = _blend(_MAT[_L.BARE][:, None, None] * (0.75 + 0.5 * n)[None], _MARGIN_GRASS,
@@ -679,13 +716,13 @@ def _paint_water(cv: _Canvas, wt: _Water) -> None:
             cv.put(t, sl, bank, _MARGIN_GRASS[:, None, None] * 1.1, _L.CROP)
             cv.put(t, sl, d < max(wt.width) / 2, mud, _L.MUDFLAT)
             alpha = np.clip(wt.width[t] / 2 - d + 0.5, 0, 1)[None]
-            cv.put(t, sl, alpha[0] > 0, _blend(cv.col[t][:, sl[0], sl[1]], colour, alpha), _L.WATER)
+            cv.put(t, sl, alpha[0] > 0, _blend(cv.col[t][:, sl[0], sl[1]], colour * cv.water[t], alpha), _L.WATER)
         return
     poly = np.asarray(wt.polygon)
     full = _fill(poly, r0, c0, h, w)
     for t in (0, 1):
         cv.put(t, sl, full, mud, _L.MUDFLAT)
-        cv.put(t, sl, _fill(_scaled(poly, wt.level[t]), r0, c0, h, w), colour, _L.WATER)
+        cv.put(t, sl, _fill(_scaled(poly, wt.level[t]), r0, c0, h, w), colour * cv.water[t], _L.WATER)
 
 
 def _paint_road(cv: _Canvas, rd: _Road) -> None:
@@ -743,7 +780,7 @@ def _paint_village(cv: _Canvas, vil: _Village) -> None:
         sy, sx = (q * res * vil.height_m for q in cv.spec.sun[t])
         shadow = ~bld & houses(float(sx * ca + sy * sa), float(sy * ca - sx * sa))[0]
         c = np.where(bld[None], np.take(_ROOFS.T, roofs[t], axis=1) * pitch[None], ground)
-        c = np.where(trees[None], tree_c, c)
+        c = np.where(trees[None], tree_c * cv.canopy[t], c)
         c = np.where(shadow[None], c * _SHADOW, c)
         k = np.where(bld, np.uint8(_L.BUILDING), np.where(trees, np.uint8(_L.FOREST), np.uint8(_L.SETTLEMENT)))
         cv.put(t, sl, inside, c, k)
@@ -911,8 +948,9 @@ class SyntheticScene:
 
 
 def make_scene(*, height: int, width: int, resolution_m: float = 1.0, seed: int = 0, dtype: str = "uint8",
-               site_density: float = 1.0) -> SyntheticScene:
+               site_density: float = 1.0, seasonal: float = 0.0) -> SyntheticScene:
     """Build and render a whole scene in memory (for small scenes; use :func:`render_window` for large ones)."""
-    spec = make_spec(height=height, width=width, resolution_m=resolution_m, seed=seed, site_density=site_density)
+    spec = make_spec(height=height, width=width, resolution_m=resolution_m, seed=seed, site_density=site_density,
+                     seasonal=seasonal)
     before, after, change = render_window(spec, row_off=0, col_off=0, height=height, width=width, dtype=dtype)
     return SyntheticScene(before=before, after=after, change=change, spec=spec, sites=spec.site_records())
