@@ -338,8 +338,10 @@ class _Teachers:
             except WeightsError as exc:
                 raise TrainingError(f"optim.distill_from: {exc}") from exc
             nets.append(net.to(dev).to(memory_format=torch.channels_last).eval())
+            data = side.get("data", {})
+            seen = [*data.get("train_sets", []), *(s for t in data.get("distill_from", []) for s in t["train_sets"])]
             prov.append({"file": str(p), "sha256": side.get("sha256"), "seed": side.get("seed"),
-                         "train_sets": list(side.get("data", {}).get("train_sets", []))})
+                         "train_sets": sorted(set(seen))})  # with what its own teachers saw
         return cls(nets, prov)
 
     @property
