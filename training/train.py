@@ -355,24 +355,22 @@ class _Teachers:
             return torch.stack([torch.sigmoid(n(x)) for n in self.nets]).mean(0)
 
 
-def _loss(logits: Any, mask: Any, valid: Any, dice_weight: float) -> Any:
-    import torch
-    import torch.nn.functional as F
-
-    v = valid.float()
-    bce = (F.binary_cross_entropy_with_logits(logits, mask, reduction="none") * v).sum() / v.sum().clamp(min=1)
-    p = torch.sigmoid(logits) * v
-    inter = (p * mask).sum()
-    dice = 1 - (2 * inter + 1) / (p.sum() + (mask * v).sum() + 1)
-    return bce + dice_weight * dice
-
-
-def _soft_bce(logits: Any, target: Any, valid: Any) -> Any:
-    """Binary cross-entropy against a soft target (a probability per pixel), over valid pixels."""
+def _bce(logits: Any, target: Any, valid: Any) -> Any:
+    """Binary cross-entropy against ``target`` (0/1 labels or a probability per pixel), over valid pixels."""
     import torch.nn.functional as F
 
     v = valid.float()
     return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * v).sum() / v.sum().clamp(min=1)
+
+
+def _loss(logits: Any, mask: Any, valid: Any, dice_weight: float) -> Any:
+    import torch
+
+    v = valid.float()
+    p = torch.sigmoid(logits) * v
+    inter = (p * mask).sum()
+    dice = 1 - (2 * inter + 1) / (p.sum() + (mask * v).sum() + 1)
+    return _bce(logits, mask, valid) + dice_weight * dice
 
 
 def _lr_factor(step: int, cfg: OptimConfig) -> float:
@@ -505,7 +503,7 @@ def train(
         loss = _loss(logits, y, v, cfg.optim.dice_weight)
         if teachers is not None:
             w = cfg.optim.distill_weight
-            loss = (1 - w) * loss + w * _soft_bce(logits, teachers.target(x), v)
+            loss = (1 - w) * loss + w * _bce(logits, teachers.target(x), v)
         if source.ground:
             g = source.ground_batch(ground_rng, cfg.optim.ground_batch)
             gx = torch.from_numpy(g["image"]).to(dev)
