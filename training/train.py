@@ -99,6 +99,7 @@ class AugmentConfig:
     landcover_built: float = 0.5  # land-cover pairs: share whose disturbed ground includes buildings and roads
     landcover_water: float = 0.0  # land-cover pairs: share whose water changes colour in one date (no change)
     landcover_kind_rule: bool = False  # label a building on bare ground (and bare where a building stood) as change
+    nir_dropout: float = 0.5  # model.nir: share of samples with NIR whose NIR is hidden (the model must work without)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class ModelConfig:
     pretrained: bool = True
     freeze_blocks: int = 3
     decoder_channels: tuple[int, int, int, int] = (16, 32, 48, 64)
+    encoder_blocks: int = 8  # EfficientNet-Lite0 blocks: 8 (the shipped network) or 11 (+ stage 5 at stride 16)
+    nir: bool = False  # use near-infrared where a sample has it (synthetic scenes, OSCD): a stem filter of its own
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,15 @@ class TrainConfig:
             raise TrainingError(f"optim.ground_batch must be >= 1 and optim.ground_weight >= 0 in {where}")
         if cfg.optim.distill_from and not 0 < cfg.optim.distill_weight <= 1:
             raise TrainingError(f"optim.distill_weight must be in (0, 1] in {where}; got {cfg.optim.distill_weight!r}")
+        from models.changenet import ENCODER_DEPTHS
+
+        if cfg.model.encoder_blocks not in ENCODER_DEPTHS:
+            raise TrainingError(f"model.encoder_blocks must be one of {ENCODER_DEPTHS!r} in {where}; "
+                                f"got {cfg.model.encoder_blocks!r}")
+        if not 0 <= cfg.augment.nir_dropout <= 1:
+            raise TrainingError(f"augment.nir_dropout must be in [0, 1] in {where}")
+        if not 0 <= cfg.model.freeze_blocks <= cfg.model.encoder_blocks:
+            raise TrainingError(f"model.freeze_blocks must be in [0, model.encoder_blocks] in {where}")
         return cfg
 
     def as_dict(self) -> dict[str, Any]:
@@ -203,7 +215,7 @@ def data_root(cfg: TrainConfig, override: str | Path | None = None) -> Path:
 
 
 # -- data ---------------------------------------------------------------------------------------
-def _synthetic_pool(cfg: DataConfig, seed: int) -> list[augment.Sample]:
+def _synthetic_pool(cfg: DataConfig, seed: int, nir: bool = False) -> list[augment.Sample]:
     from detector.synthetic import make_scene
     from training.data import normalise_pair
 
@@ -215,13 +227,22 @@ def _synthetic_pool(cfg: DataConfig, seed: int) -> list[augment.Sample]:
         sc = make_scene(height=cfg.synthetic_size, width=cfg.synthetic_size, resolution_m=float(res[i]),
                         seed=seed * 100_003 + i, dtype=dtype, site_density=cfg.synthetic_site_density,
                         seasonal=cfg.synthetic_seasonal)
-        b, a = normalise_pair(sc.before[:3].astype(np.float32), sc.after[:3].astype(np.float32))
+        n = 4 if nir else 3  # red, green, blue (, nir): detector.synthetic.BAND_NAMES
+        b, a = normalise_pair(sc.before[:n].astype(np.float32), sc.after[:n].astype(np.float32))
         pool.append({"image": np.stack([b, a]), "mask": sc.change[None].astype(np.uint8),
                      "valid": np.ones((1, *sc.change.shape), bool)})
     return pool
 
 
-def _real_pool(root: Path, sets: tuple[str, ...]) -> dict[str, list[augment.Sample]]:
+def _with_nir_slot(image: np.ndarray, nir: np.ndarray | None = None) -> np.ndarray:
+    """``(2, 4, h, w)``: the RGB of ``image`` ``(2, >=3, h, w)`` and ``nir`` ``(2, h, w)`` (zeros when None)."""
+    slot = np.zeros((2, 1, *image.shape[-2:]), np.float32) if nir is None else nir[:, None].astype(np.float32)
+    return np.ascontiguousarray(np.concatenate([image[:, :3], slot], axis=1))
+
+
+def _real_pool(root: Path, sets: tuple[str, ...], nir: bool = False) -> dict[str, list[augment.Sample]]:
+    """The pairs of ``sets``, RGB only; with ``nir`` also a fourth band, the NIR where the pair has one (zeros and
+    ``has_nir`` False where not)."""
     from training.data import index_data, read_pair
 
     if not sets:
@@ -231,19 +252,30 @@ def _real_pool(root: Path, sets: tuple[str, ...]) -> dict[str, list[augment.Samp
     for name, files in index.sets.items():
         out[name] = []
         for f in files:
-            s = read_pair(f).as_sample()
-            s["image"] = np.ascontiguousarray(s["image"][:, :3])  # RGB only
+            pair = read_pair(f)
+            s = pair.as_sample()
+            if nir:
+                has = "nir" in pair.bands
+                s["image"] = _with_nir_slot(s["image"], s["image"][:, pair.bands.index("nir")] if has else None)
+                s["has_nir"] = np.array(has)  # read by SampleSource.draw; crops do not carry it
+            else:
+                s["image"] = np.ascontiguousarray(s["image"][:, :3])  # RGB only
             out[name].append(s)
     return out
 
 
 class SampleSource:
-    """Draws augmented training samples (``image`` (2, 3, crop, crop), ``mask``, ``valid``) from the pools."""
+    """Draws augmented training samples (``image`` (2, 3, crop, crop), ``mask``, ``valid``) from the pools.
+
+    With ``model.nir`` the image has a fourth band, NIR, and each sample a ``nir_present`` flag: False (and the
+    band zero) where the source has no NIR, where a pasted source lacks it, and for ``augment.nir_dropout`` of
+    the rest."""
 
     def __init__(self, cfg: TrainConfig, root: Path | None) -> None:
         self.cfg = cfg
-        self.synthetic = _synthetic_pool(cfg.data, cfg.seed) if cfg.data.synthetic_fraction > 0 else []
-        self.real = _real_pool(root, cfg.data.train_sets) if root is not None else {}
+        self.nir = cfg.model.nir
+        self.synthetic = _synthetic_pool(cfg.data, cfg.seed, self.nir) if cfg.data.synthetic_fraction > 0 else []
+        self.real = _real_pool(root, cfg.data.train_sets, self.nir) if root is not None else {}
         if cfg.data.synthetic_fraction < 1 and not self.real:
             raise TrainingError("no real training pairs were loaded; check data.root and data.train_sets")
         self._with_change = [s for pairs in self.real.values() for s in pairs if s["mask"].any()]
@@ -268,12 +300,15 @@ class SampleSource:
 
     def draw(self, rng: np.random.Generator) -> augment.Sample:
         a = self.cfg.augment
+        has_nir = self.nir  # model.nir: whether this sample's fourth band is real NIR
         # the land-cover draw comes first and only when configured, so older recipes draw as they did
         if self.landcover and rng.random() < self.cfg.data.landcover_fraction:
             s = bare_change_sample(self.landcover, rng, size=a.crop, resolution_m=self.cfg.data.landcover_resolution_m,
                                    reverse=a.landcover_reverse, nuisance=a.landcover_nuisance,
                                    season=a.landcover_season, blur=a.landcover_blur, built=a.landcover_built,
                                    water=a.landcover_water, kind_rule=a.landcover_kind_rule)
+            if self.nir:  # the land-cover tiles are RGB
+                s, has_nir = {**s, "image": _with_nir_slot(s["image"])}, False
         elif not self.real or rng.random() < self.cfg.data.synthetic_fraction:
             s = self._crop(self.synthetic[int(rng.integers(len(self.synthetic)))], rng)
             if rng.random() < a.swap_synthetic:
@@ -281,10 +316,13 @@ class SampleSource:
         else:
             names = sorted(self.real)
             pairs = self.real[names[int(rng.integers(len(names)))]]
-            s = self._crop(pairs[int(rng.integers(len(pairs)))], rng)
+            pair = pairs[int(rng.integers(len(pairs)))]
+            s, has_nir = self._crop(pair, rng), has_nir and bool(pair.get("has_nir", False))
             if self._with_change and rng.random() < a.paste:
-                src = self._crop(self._with_change[int(rng.integers(len(self._with_change)))], rng)
+                src_pair = self._with_change[int(rng.integers(len(self._with_change)))]
+                src = self._crop(src_pair, rng)
                 s = augment.paste_change(s, augment.flip_rot(src, rng))
+                has_nir = has_nir and bool(src_pair.get("has_nir", False))
             if rng.random() < a.swap_real:
                 s = augment.swap_dates(s, clear_mask=False)
         s = augment.flip_rot(s, rng)
@@ -294,6 +332,14 @@ class SampleSource:
             s = augment.shift_after(s, rng, max_px=a.shift_px)
         if a.degrade > 0 and rng.random() < a.degrade:  # drawn only when configured: older recipes draw as before
             s = augment.degrade_date(s, rng, warp_px=a.warp_px)
+        if self.nir:
+            if has_nir and rng.random() < a.nir_dropout:
+                has_nir = False
+            if not has_nir:  # a copy: a crop may still be a view of the pool's image
+                img = s["image"].copy()
+                img[:, 3] = 0.0
+                s = {**s, "image": img}
+            s = {**s, "nir_present": np.array(has_nir)}
         return s
 
     def batch(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -313,7 +359,8 @@ class SampleSource:
 
 
 def _stack(samples: list[augment.Sample]) -> dict[str, np.ndarray]:
-    return {k: np.stack([s[k] for s in samples]) for k in ("image", "mask", "valid")}
+    keys = ("image", "mask", "valid", "nir_present") if "nir_present" in samples[0] else ("image", "mask", "valid")
+    return {k: np.stack([s[k] for s in samples]) for k in keys}
 
 
 # -- loop ---------------------------------------------------------------------------------------
@@ -348,11 +395,13 @@ class _Teachers:
     def train_sets(self) -> set[str]:
         return {s for p in self.provenance for s in p["train_sets"]}
 
-    def target(self, x: Any) -> Any:
+    def target(self, x: Any, nir_present: Any = None) -> Any:
+        """Mean teacher probability of ``x``; RGB teachers see the first three bands only."""
         import torch
 
         with torch.no_grad():
-            return torch.stack([torch.sigmoid(n(x)) for n in self.nets]).mean(0)
+            return torch.stack([torch.sigmoid(n(x, nir_present) if n.config.nir else n(x[:, :, :3]))
+                                for n in self.nets]).mean(0)
 
 
 def _bce(logits: Any, target: Any, valid: Any) -> Any:
@@ -445,7 +494,8 @@ def train(
         f"{len(source.ground)} ground-head tiles ({time.time() - t0:.1f} s)")
 
     net, enc_prov = build_network(
-        config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels, ground_head=bool(cfg.data.ground_sets)),
+        config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels, ground_head=bool(cfg.data.ground_sets),
+                               encoder_blocks=cfg.model.encoder_blocks, nir=cfg.model.nir),
         pretrained=cfg.model.pretrained
     )
     if cfg.model.freeze_blocks:
@@ -499,11 +549,12 @@ def train(
         x = torch.from_numpy(b["image"]).to(dev)
         y = torch.from_numpy(b["mask"]).float().to(dev)
         v = torch.from_numpy(b["valid"]).to(dev)
-        logits = net(x)
+        present = torch.from_numpy(b["nir_present"]).to(dev) if "nir_present" in b else None
+        logits = net(x, present)
         loss = _loss(logits, y, v, cfg.optim.dice_weight)
         if teachers is not None:
             w = cfg.optim.distill_weight
-            loss = (1 - w) * loss + w * _bce(logits, teachers.target(x), v)
+            loss = (1 - w) * loss + w * _bce(logits, teachers.target(x, present), v)
         if source.ground:
             g = source.ground_batch(ground_rng, cfg.optim.ground_batch)
             gx = torch.from_numpy(g["image"]).to(dev)
@@ -535,6 +586,7 @@ def train(
         "name": cfg.name,
         "version": _dt.date.today().strftime("%Y.%m.%d"),
         "bands": ["red", "green", "blue"],
+        "optional_bands": ["nir"] if cfg.model.nir else [],
         "normalisation": "detector.radiometry (training.data.normalise_pair): after mapped linearly onto before, "
                          "common gain p99(brightest visible band of before) -> 0.8; network input (255 x - 127) / 128",
         "resolution_m": list(cfg.resolution_m),

@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from models import ChangeModel, WeightsError, get_model, list_models, load_model
-from models.changenet import SHIPPED_WEIGHTS, STRIDE, ChangeNet, build_network
+from models.changenet import (
+    SHIPPED_WEIGHTS,
+    STRIDE,
+    ChangeNet,
+    ChangeNetConfig,
+    build_network,
+    load_weights,
+    save_weights,
+)
 from tests.fixtures import shared_data
 
 RGB = ["red", "green", "blue"]
@@ -61,6 +69,61 @@ def test_network_budget() -> None:
     assert SHIPPED_WEIGHTS.stat().st_size < 5 * 2**20
     with pytest.raises(ValueError, match="multiples"):
         ChangeNet()(torch.rand(1, 2, 3, 20, STRIDE))
+
+
+def test_deeper_encoder_option_keeps_the_budget_and_round_trips(tmp_path: Path) -> None:
+    """encoder_blocks=11 adds EfficientNet-Lite0 stage 5 (ImageNet weights, 112 channels at stride 16)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shallow, _ = build_network(pretrained=True)
+    net, prov = build_network(config=ChangeNetConfig(encoder_blocks=11), pretrained=True)
+    assert prov["used"] == "stem + blocks 0-10" and len(net.encoder._blocks) == 11
+    # the shared blocks start from the same ImageNet weights; stage 5 is loaded too (not left at init)
+    blocks, fresh = net.encoder._blocks, ChangeNet(ChangeNetConfig(encoder_blocks=11)).encoder._blocks
+    torch.testing.assert_close(blocks[7]._project_conv.weight, shallow.encoder._blocks[7]._project_conv.weight)
+    assert not torch.equal(blocks[10]._project_conv.weight, fresh[10]._project_conv.weight)
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        y = net.eval()(torch.rand(1, 2, 3, 256, 256))
+    assert y.shape == (1, 1, 256, 256)
+    assert fc.get_total_flops() <= 2e9 and sum(p.numel() for p in net.parameters()) < 1_000_000
+    save_weights(net, tmp_path / "deep.pt", {"name": "deep"})
+    back, _ = load_weights(tmp_path / "deep.pt")
+    assert back.config.encoder_blocks == 11
+    x = torch.rand(1, 2, 3, 32, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(back.eval()(x), net(x))
+    with pytest.raises(ValueError, match="encoder_blocks"):
+        ChangeNetConfig(encoder_blocks=9)
+
+
+def test_nir_option_adds_nir_to_the_rgb_network_only_where_present(tmp_path: Path) -> None:
+    net, _ = build_network(config=ChangeNetConfig(nir=True), pretrained=True)  # the NIR filter is not in ImageNet
+    net.eval()
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.random((2, 2, 4, 32, 32), dtype=np.float32))
+    with torch.inference_mode():
+        rgb = net(x[:, :, :3])
+        torch.testing.assert_close(net(x), rgb)  # a fresh NIR filter is zero: the RGB network
+        torch.nn.init.normal_(net.encoder.conv_stem_nir.weight, std=0.5)
+        torch.testing.assert_close(net(x[:, :, :3]), rgb)
+        torch.testing.assert_close(net(x, torch.tensor([0.0, 0.0])), rgb)  # NIR marked absent is ignored
+        mixed = net(x, torch.tensor([1.0, 0.0]))
+        assert not torch.allclose(mixed[0], rgb[0], atol=1e-4)
+        torch.testing.assert_close(mixed[1], rgb[1])
+        torch.testing.assert_close(net(x)[0], mixed[0])
+    with pytest.raises(ValueError, match="3 bands"):
+        ChangeNet()(x)  # an RGB network takes no fourth band
+
+    save_weights(net, tmp_path / "nir.pt", {"name": "nir", "threshold": 0.5})
+    model = load_model(tmp_path / "nir.pt")
+    assert model.info.optional_bands == ("nir",)
+    xb = rng.random((1, 2, 4, 20, 24), dtype=np.float32)  # bands red, green, blue, nir; odd size: padded
+    with_nir = model.predict(xb, [*RGB, "nir"])
+    without = model.predict(xb[:, :, :3].copy(), RGB)
+    assert with_nir.shape == without.shape == (1, 20, 24)
+    assert not np.allclose(with_nir, without, atol=1e-4)
+    swir_too = np.concatenate([xb[:, :, :3], xb[:, :, 3:] * 0.5, xb[:, :, 3:]], axis=2)  # NIR picked by its name
+    np.testing.assert_allclose(model.predict(swir_too, [*RGB, "swir1", "nir"]), with_nir, atol=1e-6)
 
 
 def test_golden_output_of_the_shipped_weights() -> None:

@@ -63,6 +63,9 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     ("augment:\n  warp_px: -1\n", "augment.warp_px"),
     ("data:\n  ground_sets: [landcover_loveda]\noptim:\n  ground_batch: 0\n", "optim.ground_batch"),
     ("optim:\n  distill_from: [t.pt]\n  distill_weight: 0\n", "optim.distill_weight"),
+    ("model:\n  encoder_blocks: 9\n", "model.encoder_blocks"),
+    ("model:\n  freeze_blocks: 9\n", "model.freeze_blocks"),
+    ("augment:\n  nir_dropout: 2\n", "augment.nir_dropout"),
 ])
 def test_out_of_range_options_are_named(tmp_path: Path, text: str, what: str) -> None:
     p = tmp_path / "bad.yaml"
@@ -146,6 +149,56 @@ def test_few_steps_lower_the_loss(tmp_path: Path) -> None:
     assert last < first - 0.05, (first, last)
     side = json.loads((tmp_path / "m.json").read_text())
     assert side["seed"] == 0 and side["bands"] == ["red", "green", "blue"] and len(side["sha256"]) == 64
+
+
+def test_the_config_chooses_the_encoder_depth(tmp_path: Path) -> None:
+    from models.changenet import load_weights
+
+    cfg = _smoke(steps=2, log_every=1)
+    res = train(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, encoder_blocks=11)), tmp_path / "d.pt")
+    net, meta = load_weights(res.weights)
+    assert net.config.encoder_blocks == 11 and len(net.encoder._blocks) == 11
+
+
+def _nir_config(fake_data: Path, dropout: float) -> TrainConfig:
+    base = _smoke(steps=3, log_every=1)
+    return dataclasses.replace(
+        base, model=dataclasses.replace(base.model, nir=True),
+        augment=dataclasses.replace(base.augment, nir_dropout=dropout),
+        data=dataclasses.replace(base.data, train_sets=("pngset", "tifset"), synthetic_fraction=0.3))
+
+
+def test_nir_samples_carry_nir_only_where_the_source_has_it(fake_data: Path) -> None:
+    from training.train import SampleSource
+
+    src = SampleSource(_nir_config(fake_data, 0.0).checked(), fake_data)
+    rng = np.random.default_rng(0)
+    flags = []
+    for _ in range(60):
+        s = src.draw(rng)
+        assert s["image"].shape == (2, 4, 32, 32)
+        flags.append(bool(s["nir_present"]))
+        if not flags[-1]:
+            assert not s["image"][:, 3].any()  # no NIR: the band is zero and marked absent
+    assert 0 < sum(flags) < len(flags)  # synthetic scenes and tifset have NIR, pngset does not
+    # the pool keeps its NIR: hiding it in one sample must not write into the pool
+    assert any(p["image"][:, 3].any() for p in src.real["tifset"])
+    assert not any(p["image"][:, 3].any() for p in src.real["pngset"])
+    hidden = SampleSource(_nir_config(fake_data, 1.0).checked(), fake_data)
+    assert not any(bool(hidden.draw(rng)["nir_present"]) for _ in range(20))
+    plain = SampleSource(_smoke().checked(), None).draw(rng)  # without model.nir: RGB, no flag, as before
+    assert plain["image"].shape[1] == 3 and "nir_present" not in plain
+
+
+def test_a_nir_run_learns_its_nir_filter_and_ships_it(tmp_path: Path, fake_data: Path) -> None:
+    from models import load_model
+    from models.changenet import load_weights
+
+    res = train(_nir_config(fake_data, 0.3), tmp_path / "nir.pt", root=fake_data)
+    net, side = load_weights(res.weights)
+    assert net.config.nir and net.encoder.conv_stem_nir.weight.abs().sum() > 0  # it started at zero
+    assert side["bands"] == ["red", "green", "blue"] and side["optional_bands"] == ["nir"]
+    assert load_model(res.weights).info.optional_bands == ("nir",)
 
 
 class _Crash(Exception):
