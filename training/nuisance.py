@@ -25,6 +25,7 @@ pixels flagged (the recoloured fields; for synthetic scenes every pixel), and fa
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
 import sys
@@ -172,11 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs += list(landcover_pairs(root, sets, resolution_m=args.resolution))
     else:
         print(f"no land-cover sets under {str(root)!r}: only the synthetic pairs are scored", file=sys.stderr)
-    out: dict[str, Any] = {"data": str(root), "synthetic_seed_base": SYNTHETIC_SEED_BASE, "models": {}}
+    cmd = " ".join(["python -m training.nuisance", *(argv if argv is not None else sys.argv[1:])])
+    out: dict[str, Any] = {"command": cmd,
+                           "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "data": str(root),
+                           "synthetic_seed_base": SYNTHETIC_SEED_BASE, "models": {}}
     for spec in args.model or ["changenet", "baseline"]:
         model = load_model(spec)
         res = score_model(model, pairs)
-        out["models"][spec] = res
+        out["models"][spec] = {"label": model.info.label, "sha256": model.info.extra.get("sha256"), **res}
         for kind in ("synthetic", "landcover"):
             if kind in res:
                 r = res[kind]
