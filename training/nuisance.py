@@ -111,6 +111,9 @@ def landcover_pairs(root: str | Path, sets: Sequence[str] = ("landcover_loveda",
 
 @dataclass
 class _Tally:
+    """Counts over the pairs of one kind: valid pixels, flagged ones, nuisance pixels and flagged ones among them,
+    kept patches (all false: nothing changed), area."""
+
     pixels: int = 0
     flagged: int = 0
     nuisance: int = 0
