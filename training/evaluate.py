@@ -38,6 +38,7 @@ __all__ = [
     "PairResult",
     "SetResult",
     "evaluate",
+    "check_withhold",
     "model_bands",
     "predict_pair",
     "score_pair",
@@ -116,6 +117,19 @@ class EvalReport:
                 "pairs": sum(len(s.pairs) for s in self.sets.values()),
             },
         }
+
+
+def check_withhold(model: ChangeModel, withhold: Sequence[str]) -> tuple[str, ...]:
+    """``withhold`` as a tuple, after checking that each is a band name the model does not require; else
+    :class:`EvaluationError` naming the bands that may be withheld."""
+    unknown = [b for b in withhold if b not in BAND_NAMES]
+    if unknown:
+        raise EvaluationError(f"unknown band(s) {unknown!r} to withhold; bands are named {list(BAND_NAMES)!r}")
+    required = [b for b in withhold if b in model.info.required_bands]
+    if required:
+        raise EvaluationError(f"model {model.info.label!r} requires {required!r}: only its optional bands "
+                              f"{list(model.info.optional_bands)!r} can be withheld")
+    return tuple(withhold)
 
 
 def model_bands(model: ChangeModel, available: Sequence[str]) -> tuple[str, ...]:
@@ -214,6 +228,7 @@ def evaluate(
     threshold: float | None = None,
     min_area_m2: float = 200.0,
     on_pair: Callable[[PairResult], None] | None = None,
+    withhold: Sequence[str] = (),
 ) -> EvalReport:
     """Run ``model`` on every pair of ``index`` and score it.
 
@@ -224,7 +239,10 @@ def evaluate(
         threshold: probability at or above which a pixel is change; None = ``model.info.threshold``.
         min_area_m2: predicted objects smaller than this (m²) are dropped before object scoring.
         on_pair: called after each pair (progress reporting).
+        withhold: optional bands (e.g. ``("nir",)``) kept from the model although the data has them, to measure
+            what they add. A band the model requires, or an unknown name, raises :class:`EvaluationError`.
     """
+    withhold = check_withhold(model, withhold)
     thr = model.info.threshold if threshold is None else float(threshold)
     if not 0.0 < thr < 1.0 or math.isnan(thr):
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
@@ -234,7 +252,8 @@ def evaluate(
         result = sets.setdefault(set_name, SetResult())
         for f in files:
             pair = read_pair(f)
-            prob = predict_pair(model, pair.before, pair.after, pair.bands)
+            keep = [i for i, b in enumerate(pair.bands) if b not in withhold]
+            prob = predict_pair(model, pair.before[keep], pair.after[keep], [pair.bands[i] for i in keep])
             pr = score_pair(pair, prob, thr, min_area_m2)
             result.pairs.append(pr)
             result.resolution_m.append(pair.resolution_m)
@@ -249,6 +268,7 @@ def evaluate(
         "hit_cover": HIT_COVER,
         "pixels": "valid pixels only; pixel scores of the thresholded map before any area filter; pooled by counts",
         "objects": OBJECT_RULE,
+        "withheld_bands": list(withhold),
     }
     return EvalReport(
         model=_describe_model(model, spec or model.info.label), data=str(index.root), rule=rule, sets=sets

@@ -150,3 +150,41 @@ def test_baseline_on_shared_data(tmp_path: Path) -> None:
     for name, s in report["sets"].items():
         assert s["pairs"] > 0, name
         assert 0.0 < s["pixel"]["f1"] < 1.0, name
+
+
+class _BandsSeen:
+    """Test model with NIR optional: records the bands of every window it is handed; predicts nothing."""
+
+    def __init__(self) -> None:
+        self.info = replace(get_model("baseline").info, name="bands-seen", version="test")
+        self.seen: set[tuple[str, ...]] = set()
+
+    def predict(self, x: np.ndarray, bands: list[str]) -> np.ndarray:
+        assert x.shape[2] == len(bands)
+        self.seen.add(tuple(bands))
+        return np.zeros((x.shape[0], *x.shape[-2:]), dtype=np.float32)
+
+
+def test_withheld_band_never_reaches_the_model(fake_data: Path) -> None:
+    index = index_data(fake_data, ["tifset"])
+    model = _BandsSeen()
+    assert "nir" in model.info.optional_bands
+    evaluate(model, index)
+    assert model.seen == {("red", "green", "blue", "nir")}
+    model.seen.clear()
+    report = evaluate(model, index, withhold=("nir",)).as_dict()
+    assert model.seen == {("red", "green", "blue")}
+    assert report["rule"]["withheld_bands"] == ["nir"]
+
+
+def test_withhold_bands_on_the_command_line(
+    fake_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    assert _run("--data", str(fake_data), "--sets", "tifset", "--withhold-bands", "NIR", "--json", str(out)) == 0
+    assert json.loads(out.read_text())["rule"]["withheld_bands"] == ["nir"]
+    for bad, needle in (("red", "requires ['red']"), ("infrared", "unknown band")):
+        capsys.readouterr()
+        assert _run("--data", str(fake_data), "--withhold-bands", bad) == 2
+        err = capsys.readouterr().err
+        assert "--withhold-bands" in err and needle in err

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from detector.cli.options import load_model_config
 from training.data import index_data
-from training.errors import DatasetNotFoundError, TrainingError
-from training.evaluate import EvalReport, PairResult, evaluate
+from training.errors import DatasetNotFoundError, EvaluationError, TrainingError
+from training.evaluate import EvalReport, PairResult, check_withhold, evaluate
 
 __all__ = ["eval_cmd"]
 
@@ -84,6 +84,10 @@ def eval_cmd(
         help="Minimum patch area in m²: smaller predicted objects are dropped before object scoring "
         "(converted to pixels with each set's resolution).",
     ),
+    withhold_bands: str | None = typer.Option(
+        None, "--withhold-bands", help="Comma-separated optional bands to keep from the model although the data "
+        "has them (e.g. nir), to measure what they add. Default: the model gets every band it can use.",
+    ),
 ) -> None:
     """Score a change model on labelled before/after pairs: pixel precision/recall/F1/IoU and object
     precision/recall of the change class, per set and pooled over all sets.
@@ -110,6 +114,11 @@ def eval_cmd(
     except (ModelError, ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--model-config" if kwargs else "--model") from exc
 
+    withhold = tuple(b.strip().lower() for b in withhold_bands.split(",") if b.strip()) if withhold_bands else ()
+    try:
+        check_withhold(change_model, withhold)
+    except EvaluationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--withhold-bands") from exc
     err = Console(stderr=True)
     for name, why in index.skipped.items():
         err.print(f"[dim]skipped {name}/: {why}[/dim]")
@@ -120,7 +129,7 @@ def eval_cmd(
         err.print(f"[dim]{done[0]}/{index.n_pairs} {pr.set_name}/{pr.name}[/dim]", highlight=False)
 
     report = evaluate(change_model, index, spec=model, threshold=threshold, min_area_m2=min_area_m2,
-                      on_pair=progress)
+                      on_pair=progress, withhold=withhold)
     Console().print(_table(report))
     if json_out is not None:
         try:
