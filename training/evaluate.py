@@ -252,8 +252,11 @@ def evaluate(
         result = sets.setdefault(set_name, SetResult())
         for f in files:
             pair = read_pair(f)
-            keep = [i for i, b in enumerate(pair.bands) if b not in withhold]
-            prob = predict_pair(model, pair.before[keep], pair.after[keep], [pair.bands[i] for i in keep])
+            before, after, bands = pair.before, pair.after, pair.bands
+            if withhold:
+                keep = [i for i, b in enumerate(bands) if b not in withhold]
+                before, after, bands = before[keep], after[keep], [bands[i] for i in keep]
+            prob = predict_pair(model, before, after, bands)
             pr = score_pair(pair, prob, thr, min_area_m2)
             result.pairs.append(pr)
             result.resolution_m.append(pair.resolution_m)
