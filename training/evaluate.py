@@ -37,8 +37,8 @@ __all__ = [
     "EvalReport",
     "PairResult",
     "SetResult",
-    "evaluate",
     "check_withhold",
+    "evaluate",
     "model_bands",
     "predict_pair",
     "score_pair",
@@ -170,10 +170,13 @@ def tile_windows(h: int, w: int, tile_size: int, margin_px: int) -> Iterator[tup
         )
 
 
-def predict_pair(model: ChangeModel, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+def predict_pair(
+    model: ChangeModel, before: np.ndarray, after: np.ndarray, bands: Sequence[str], *, withhold: Sequence[str] = ()
+) -> np.ndarray:
     """Change probability float32 ``(h, w)`` for a normalised pair (float32 ``(bands, h, w)`` in [0, 1],
-    bands named by ``bands``), run in windows of ``model.info.tile_size`` with ``margin_px`` context."""
-    use = model_bands(model, bands)
+    bands named by ``bands``), run in windows of ``model.info.tile_size`` with ``margin_px`` context. Bands in
+    ``withhold`` are not handed to the model (see :func:`check_withhold`)."""
+    use = model_bands(model, [b for b in bands if b not in withhold])
     idx = [list(bands).index(b) for b in use]
     x = np.stack([before[idx], after[idx]])  # (2, c, h, w)
     h, w = x.shape[-2:]
@@ -252,11 +255,7 @@ def evaluate(
         result = sets.setdefault(set_name, SetResult())
         for f in files:
             pair = read_pair(f)
-            before, after, bands = pair.before, pair.after, pair.bands
-            if withhold:
-                keep = [i for i, b in enumerate(bands) if b not in withhold]
-                before, after, bands = before[keep], after[keep], [bands[i] for i in keep]
-            prob = predict_pair(model, before, after, bands)
+            prob = predict_pair(model, pair.before, pair.after, pair.bands, withhold=withhold)
             pr = score_pair(pair, prob, thr, min_area_m2)
             result.pairs.append(pr)
             result.resolution_m.append(pair.resolution_m)
