@@ -42,6 +42,7 @@ __all__ = [
     "model_bands",
     "predict_pair",
     "score_pair",
+    "scoring_rule",
     "tile_windows",
 ]
 
@@ -262,8 +263,16 @@ def evaluate(
             log.info("%s/%s: pixel F1 %.3f", set_name, f.name, pr.pixel.f1)
             if on_pair is not None:
                 on_pair(pr)
-    rule = {
-        "threshold": thr,
+    return EvalReport(
+        model=_describe_model(model, spec or model.info.label), data=str(index.root),
+        rule=scoring_rule(thr, min_area_m2, withhold), sets=sets
+    )
+
+
+def scoring_rule(threshold: float, min_area_m2: float, withhold: Sequence[str] = ()) -> dict[str, Any]:
+    """How a report's scores were counted (its ``rule``)."""
+    return {
+        "threshold": threshold,
         "min_area_m2": min_area_m2,
         "connectivity": 8,
         "hit_iou": HIT_IOU,
@@ -272,6 +281,3 @@ def evaluate(
         "objects": OBJECT_RULE,
         "withheld_bands": list(withhold),
     }
-    return EvalReport(
-        model=_describe_model(model, spec or model.info.label), data=str(index.root), rule=rule, sets=sets
-    )

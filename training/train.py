@@ -62,6 +62,8 @@ def _from_mapping(cls: type, values: dict[str, Any] | None, where: str) -> Any:
 class DataConfig:
     root: str = "../shared/data"  # relative to the working directory; env SOILWATCH_SHARED_DATA wins
     train_sets: tuple[str, ...] = ()
+    # pairs of train_sets not trained on, as "set/pair" (leave-one-pair-out cross-validation: training.crossval)
+    exclude_pairs: tuple[str, ...] = ()
     eval_sets: tuple[str, ...] = ()
     synthetic_scenes: int = 48
     synthetic_size: int = 256
@@ -187,6 +189,11 @@ class TrainConfig:
             raise TrainingError(f"augment.nir_dropout must be in [0, 1] in {where}")
         if not 0 <= cfg.model.freeze_blocks <= cfg.model.encoder_blocks:
             raise TrainingError(f"model.freeze_blocks must be in [0, model.encoder_blocks] in {where}")
+        for entry in cfg.data.exclude_pairs:
+            set_name, _, pair = str(entry).partition("/")
+            if not pair or set_name not in cfg.data.train_sets:
+                raise TrainingError(f"data.exclude_pairs entry {entry!r} in {where} must be 'set/pair' with the set "
+                                    f"in data.train_sets {list(cfg.data.train_sets)!r}")
         return cfg
 
     def as_dict(self) -> dict[str, Any]:
@@ -240,18 +247,26 @@ def _with_nir_slot(image: np.ndarray, nir: np.ndarray | None = None) -> np.ndarr
     return np.ascontiguousarray(np.concatenate([image[:, :3], slot], axis=1))
 
 
-def _real_pool(root: Path, sets: tuple[str, ...], nir: bool = False) -> dict[str, list[augment.Sample]]:
-    """The pairs of ``sets``, RGB only; with ``nir`` also a fourth band, the NIR where the pair has one (zeros and
-    ``has_nir`` False where not)."""
+def _real_pool(root: Path, sets: tuple[str, ...], nir: bool = False,
+               exclude: tuple[str, ...] = ()) -> dict[str, list[augment.Sample]]:
+    """The pairs of ``sets`` but those named in ``exclude`` ("set/pair"), RGB only; with ``nir`` also a fourth band,
+    the NIR where the pair has one (zeros and ``has_nir`` False where not). An ``exclude`` entry that names no pair
+    is a :class:`TrainingError` (a typo must not put the pair back into training)."""
     from training.data import index_data, read_pair
 
     if not sets:
         return {}
     index = index_data(root, sets)
+    known = {f"{name}/{f.name}" for name, files in index.sets.items() for f in files}
+    unknown = sorted(set(exclude) - known)
+    if unknown:
+        raise TrainingError(f"data.exclude_pairs {unknown!r}: no such pair under {str(root)!r}")
     out: dict[str, list[augment.Sample]] = {}
     for name, files in index.sets.items():
         out[name] = []
         for f in files:
+            if f"{name}/{f.name}" in exclude:
+                continue
             pair = read_pair(f)
             s = pair.as_sample()
             if nir:
@@ -275,7 +290,7 @@ class SampleSource:
         self.cfg = cfg
         self.nir = cfg.model.nir
         self.synthetic = _synthetic_pool(cfg.data, cfg.seed, self.nir) if cfg.data.synthetic_fraction > 0 else []
-        self.real = _real_pool(root, cfg.data.train_sets, self.nir) if root is not None else {}
+        self.real = _real_pool(root, cfg.data.train_sets, self.nir, cfg.data.exclude_pairs) if root is not None else {}
         if cfg.data.synthetic_fraction < 1 and not self.real:
             raise TrainingError("no real training pairs were loaded; check data.root and data.train_sets")
         self._with_change = [s for pairs in self.real.values() for s in pairs if s["mask"].any()]
@@ -593,7 +608,8 @@ def train(
         "threshold": cfg.threshold,
         "training_command": command,
         "seed": cfg.seed,
-        "data": {"train_sets": list(cfg.data.train_sets), "eval_sets": list(cfg.data.eval_sets),
+        "data": {"train_sets": list(cfg.data.train_sets), "exclude_pairs": list(cfg.data.exclude_pairs),
+                 "eval_sets": list(cfg.data.eval_sets),
                  "synthetic_scenes": cfg.data.synthetic_scenes, "synthetic_fraction": cfg.data.synthetic_fraction,
                  "landcover_sets": list(cfg.data.landcover_sets), "landcover_fraction": cfg.data.landcover_fraction,
                  "ground_sets": list(cfg.data.ground_sets),
