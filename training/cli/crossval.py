@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -13,16 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from training.errors import TrainingError
+from training.cli.eval import _fmt, _min_area
+from training.cli.train import load_recipe
 
 __all__ = ["crossval_cmd"]
 
 _EXAMPLE = ("soilwatch crossval --config training/configs/changenet.yaml --set dsifn_changeformer "
             "-o runs/lopo_dsifn")
-
-
-def _fmt(v: float) -> str:
-    return "–" if math.isnan(v) else f"{v:.3f}"
 
 
 def crossval_cmd(
@@ -53,23 +48,13 @@ def crossval_cmd(
     Example: soilwatch crossval --config training/configs/changenet.yaml --set dsifn_changeformer -o runs/lopo_dsifn
     """
     from training.crossval import cross_validate
-    from training.train import load_config
 
     if device not in (None, "cpu", "cuda"):
         raise click.BadParameter(f"{device!r} is not cpu or cuda", param_hint="--device")
     if steps is not None and steps < 1:
         raise click.BadParameter(f"{steps!r} must be >= 1", param_hint="--steps")
-    if not (math.isfinite(min_area_m2) and min_area_m2 >= 0):
-        raise click.BadParameter(f"{min_area_m2!r} must be a number of square metres >= 0",
-                                 param_hint="--min-area-m2")
-    try:
-        cfg = load_config(config)
-    except TrainingError as exc:
-        raise click.BadParameter(str(exc), param_hint="--config") from exc
-    if steps is not None:
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, steps=steps))
-    if seed is not None:
-        cfg = dataclasses.replace(cfg, seed=seed)
+    _min_area(min_area_m2)
+    cfg = load_recipe(config, steps=steps, seed=seed)
     if set_name not in cfg.data.train_sets:
         raise click.BadParameter(f"{set_name!r} is not in the recipe's data.train_sets "
                                  f"{list(cfg.data.train_sets)!r}; its scores are held out already "

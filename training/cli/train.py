@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import typer
@@ -13,7 +14,10 @@ from rich.console import Console
 
 from training.errors import TrainingError
 
-__all__ = ["train_cmd"]
+if TYPE_CHECKING:
+    from training.train import TrainConfig
+
+__all__ = ["load_recipe", "train_cmd"]
 
 
 def train_cmd(
@@ -172,13 +176,11 @@ def _finetune(
         typer.echo(f"wrote {out} (no --holdout: not scored)")
 
 
-def _train_config(
-    config: Path, output: Path | None, *, resume: Path | None, data: Path | None, steps: int | None,
-    seed: int | None, device: str | None, overwrite: bool, command: str | None, say: object,
-) -> None:
+def load_recipe(config: Path, *, steps: int | None, seed: int | None) -> TrainConfig:
+    """The config at ``config`` with ``--steps`` and ``--seed`` applied; a bad config is a usage error on --config."""
     import dataclasses
 
-    from training.train import load_config, train
+    from training.train import load_config
 
     try:
         cfg = load_config(config)
@@ -188,6 +190,16 @@ def _train_config(
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, steps=steps))
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
+    return cfg
+
+
+def _train_config(
+    config: Path, output: Path | None, *, resume: Path | None, data: Path | None, steps: int | None,
+    seed: int | None, device: str | None, overwrite: bool, command: str | None, say: object,
+) -> None:
+    from training.train import train
+
+    cfg = load_recipe(config, steps=steps, seed=seed)
     out = _output(output or Path(f"{cfg.name}.pt"), overwrite, resuming=resume is not None)
     if resume is not None and not resume.is_file():
         raise click.BadParameter(f"checkpoint {str(resume)!r} does not exist", param_hint="--resume")
