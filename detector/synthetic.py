@@ -19,6 +19,8 @@ water-level change, haze, shadows, radiometric differences and sites that alread
 are nuisances with label 0; :func:`render_classes` gives the land cover behind them. With
 ``seasonal`` > 0 a share of scenes also has water that changes colour (turbid, algae, dark) and tree
 canopy that changes with the season (autumn, leaf-off, flush) between the dates, also label 0.
+With ``river`` > 0 a share of scenes gets one more river across it whatever its size, so that small
+fine-resolution scenes (which rarely draw water otherwise) show rivers and their banks too.
 """
 
 from __future__ import annotations
@@ -453,13 +455,15 @@ def _wander(rng: np.random.Generator, height: int, width: int, step: float, wigg
 
 
 def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int = 0,
-              site_density: float = 1.0, seasonal: float = 0.0) -> SceneSpec:
+              site_density: float = 1.0, seasonal: float = 0.0, river: float = 0.0) -> SceneSpec:
     """Draw the layout of a ``height`` x ``width`` pixel scene at ``resolution_m`` metres per pixel.
 
     ``site_density`` scales the number of new construction sites (about 5 per km² at 1.0; at least one
     when it is positive). ``seasonal`` is the chance that water and tree canopy change colour between the
-    dates (drawn from a stream of their own: the layout is the same for any value). Cheap: features are
-    polygons, nothing is rasterised here.
+    dates (drawn from a stream of their own: the layout is the same for any value). ``river`` is the chance
+    of one extra river, 8-50 m wide, whatever the scene's size (its own stream too: ``river=0`` gives the
+    same scene as before the option existed; when the river is drawn, what is placed after it moves).
+    Cheap: features are polygons, nothing is rasterised here.
     """
     for name, v in (("height", height), ("width", width)):
         if not isinstance(v, int | np.integer) or v < 1:
@@ -468,8 +472,9 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
         raise ValueError(f"resolution_m must be within [0.25, 30] metres, got {resolution_m!r}")
     if not site_density >= 0:
         raise ValueError(f"site_density must be >= 0, got {site_density!r}")
-    if not 0 <= seasonal <= 1:
-        raise ValueError(f"seasonal must be within [0, 1], got {seasonal!r}")
+    for name, v in (("seasonal", seasonal), ("river", river)):
+        if not 0 <= v <= 1:
+            raise ValueError(f"{name} must be within [0, 1], got {v!r}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5017])
     res, px = float(resolution_m), 1.0 / float(resolution_m)
     area_km2 = height * width * res * res / 1e6
@@ -490,6 +495,13 @@ def make_spec(*, height: int, width: int, resolution_m: float = 1.0, seed: int =
         path = _wander(rng, height, width, 60 * px, 0.25)
         w0 = rng.uniform(15, 60) * px
         width_px = (w0, w0 * rng.uniform(0.7, 1.25))
+        water.append(_Water(bbox=_bbox(path, max(width_px)), path=_as_poly(path), width=width_px))
+        occ.take_path(path, max(width_px) / 2 + 10 * px)
+    wrng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5019])
+    if river > 0 and wrng.random() < river:
+        path = _wander(wrng, height, width, 60 * px, 0.25)
+        w0 = wrng.uniform(8, 50) * px
+        width_px = (w0, w0 * wrng.uniform(0.7, 1.25))
         water.append(_Water(bbox=_bbox(path, max(width_px)), path=_as_poly(path), width=width_px))
         occ.take_path(path, max(width_px) / 2 + 10 * px)
     for _ in range(max(int(rng.poisson(extent_km / 2.5)), int(extent_km >= 0.5))):
@@ -948,9 +960,9 @@ class SyntheticScene:
 
 
 def make_scene(*, height: int, width: int, resolution_m: float = 1.0, seed: int = 0, dtype: str = "uint8",
-               site_density: float = 1.0, seasonal: float = 0.0) -> SyntheticScene:
+               site_density: float = 1.0, seasonal: float = 0.0, river: float = 0.0) -> SyntheticScene:
     """Build and render a whole scene in memory (for small scenes; use :func:`render_window` for large ones)."""
     spec = make_spec(height=height, width=width, resolution_m=resolution_m, seed=seed, site_density=site_density,
-                     seasonal=seasonal)
+                     seasonal=seasonal, river=river)
     before, after, change = render_window(spec, row_off=0, col_off=0, height=height, width=width, dtype=dtype)
     return SyntheticScene(before=before, after=after, change=change, spec=spec, sites=spec.site_records())

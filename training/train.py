@@ -70,6 +70,7 @@ class DataConfig:
     synthetic_resolution_m: tuple[float, float] = (0.5, 10.0)
     synthetic_site_density: float = 3.0
     synthetic_seasonal: float = 0.0  # share of synthetic scenes whose water and tree canopy change colour (label 0)
+    synthetic_river: float = 0.0  # share of synthetic scenes given one more river, whatever their size (label 0)
     synthetic_fraction: float = 0.4  # share of samples drawn from synthetic scenes
     # real bare or built ground pasted into real single-date scenes (training.landcover); drawn first, with this
     # probability, so the synthetic share of the whole is (1 - landcover_fraction) * synthetic_fraction
@@ -164,8 +165,9 @@ class TrainConfig:
             raise TrainingError(f"augment.crop must be a multiple of 16, got {cfg.augment.crop!r} in {where}")
         if not 0 <= cfg.data.synthetic_fraction <= 1:
             raise TrainingError(f"data.synthetic_fraction must be in [0, 1] in {where}")
-        if not 0 <= cfg.data.synthetic_seasonal <= 1:
-            raise TrainingError(f"data.synthetic_seasonal must be in [0, 1] in {where}")
+        for name in ("synthetic_seasonal", "synthetic_river"):
+            if not 0 <= getattr(cfg.data, name) <= 1:
+                raise TrainingError(f"data.{name} must be in [0, 1] in {where}")
         if not 0 <= cfg.data.landcover_fraction <= 1:
             raise TrainingError(f"data.landcover_fraction must be in [0, 1] in {where}")
         if cfg.data.landcover_fraction > 0 and not cfg.data.landcover_sets:
@@ -233,7 +235,7 @@ def _synthetic_pool(cfg: DataConfig, seed: int, nir: bool = False) -> list[augme
         dtype = "uint16" if i % 3 == 2 else "uint8"
         sc = make_scene(height=cfg.synthetic_size, width=cfg.synthetic_size, resolution_m=float(res[i]),
                         seed=seed * 100_003 + i, dtype=dtype, site_density=cfg.synthetic_site_density,
-                        seasonal=cfg.synthetic_seasonal)
+                        seasonal=cfg.synthetic_seasonal, river=cfg.synthetic_river)
         n = 4 if nir else 3  # red, green, blue (, nir): detector.synthetic.BAND_NAMES
         b, a = normalise_pair(sc.before[:n].astype(np.float32), sc.after[:n].astype(np.float32))
         pool.append({"image": np.stack([b, a]), "mask": sc.change[None].astype(np.uint8),

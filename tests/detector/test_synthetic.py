@@ -189,6 +189,23 @@ def test_seasonal_water_and_canopy_change_colour_but_not_the_label() -> None:
     assert spec0.water_tint == spec0.canopy_tint == ((1.0,) * 4, (1.0,) * 4)
 
 
+def test_river_option_puts_water_in_small_fine_scenes() -> None:
+    with_water = {"plain": 0, "river": 0}
+    for seed in range(8):
+        plain = make_spec(height=128, width=128, resolution_m=1.0, seed=seed, site_density=2.0)
+        again = make_spec(height=128, width=128, resolution_m=1.0, seed=seed, site_density=2.0, river=0.0)
+        assert again == plain  # off: the scene is exactly the one drawn before the option existed
+        spec = make_spec(height=128, width=128, resolution_m=1.0, seed=seed, site_density=2.0, river=1.0)
+        assert len(spec.water) == len(plain.water) + 1 and spec.water[:len(plain.water)] == plain.water
+        for name, s in (("plain", plain), ("river", spec)):
+            _, _, change = render_window(s, row_off=0, col_off=0, height=128, width=128)
+            k0, k1 = render_classes(s, row_off=0, col_off=0, height=128, width=128)
+            water = (k0 == LandCover.WATER) | (k1 == LandCover.WATER)
+            with_water[name] += int(water.sum() > 200)
+            assert not change[water].any()  # a river and its moving edge are never disturbance
+    assert with_water["plain"] <= 1 and with_water["river"] >= 6, with_water
+
+
 def test_repr_is_short(spec: SceneSpec) -> None:
     text = repr(spec)
     assert text.startswith("SceneSpec(height=384, width=448") and len(text) < 300
@@ -198,7 +215,7 @@ def test_repr_is_short(spec: SceneSpec) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "bad"),
     [({"height": 0}, "height"), ({"width": 2.5}, "width"), ({"resolution_m": 0.0}, "resolution_m"),
-     ({"site_density": -1.0}, "site_density"), ({"seasonal": 1.5}, "seasonal")],
+     ({"site_density": -1.0}, "site_density"), ({"seasonal": 1.5}, "seasonal"), ({"river": -0.5}, "river")],
 )
 def test_make_spec_rejects_bad_input(kwargs: dict, bad: str) -> None:
     args = {"height": 64, "width": 64, **kwargs}

@@ -60,6 +60,7 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     ("optim:\n  ema: 1.0\n", "optim.ema"),
     ("augment:\n  degrade: 1.5\n", "augment.degrade"),
     ("data:\n  synthetic_seasonal: -0.1\n", "data.synthetic_seasonal"),
+    ("data:\n  synthetic_river: 1.5\n", "data.synthetic_river"),
     ("augment:\n  warp_px: -1\n", "augment.warp_px"),
     ("data:\n  ground_sets: [landcover_loveda]\noptim:\n  ground_batch: 0\n", "optim.ground_batch"),
     ("optim:\n  distill_from: [t.pt]\n  distill_weight: 0\n", "optim.distill_weight"),
