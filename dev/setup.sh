@@ -11,7 +11,12 @@ fi
 # torch/torchvision are pinned in pyproject.toml; pip takes them from the local wheel cache when it has them.
 stamp=.venv/.soilwatch-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".[test,train]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  # pip's output (build-backend notices included) goes to a log, shown only when the install fails
+  if ! .venv/bin/python -m pip install -q -e ".[test,train]" > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "setup: pip install failed (output above, also in .venv/pip-install.log)" >&2
+    exit 1
+  fi
   .venv/bin/python -c "import soilwatch, detector, models" 
   touch "$stamp"
 fi
