@@ -20,6 +20,13 @@ Training samples are random (seeded) windows in the trainer's form ``{"image": (
 "mask": (1, h, w), "valid": (1, h, w)}``; half of them are centred near a labelled polygon. The
 polygons are taken as the *complete* map of disturbance inside the images: anything not in them is
 taught as "no change", so the label file must cover the whole overlap (or give a holdout for the rest).
+
+**Self-training** (``FinetuneConfig.self_train``, ``soilwatch train --self-train``) needs no 图斑: the init
+model predicts the whole overlap once (:meth:`BureauScene.make_pseudo_labels`), its confident pixels
+become the labels (change where p >= ``pseudo_hi``, no change where p <= ``pseudo_lo``, the rest is not
+trained on) and the same loop adapts the network to the new imagery. No labels are used for training, so
+windows come from the whole overlap, holdout included; label polygons, when given, only score the holdout.
+It can only sharpen what the init model already sees: a kind of site it misses everywhere stays missed.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ import hashlib
 import logging
 import math
 import os
-import platform
 import re
 import time
 from collections.abc import Callable
@@ -67,6 +73,12 @@ INIT_SHIPPED = "shipped"
 _CACHE_PX = 4_000_000
 #: The holdout is scored in one piece; refuse holdouts larger than this (pixels).
 _MAX_HOLDOUT_PX = 64_000_000
+#: Self-training keeps the init model's probability of every overlap pixel in memory (1 byte each).
+_MAX_PSEUDO_PX = 256_000_000
+#: Pseudo-labels are predicted in blocks of this side (plus the model's margin) to bound memory.
+_PSEUDO_BLOCK = 2048
+#: At most this many confident-change pixels are kept as centres for focused training windows.
+_MAX_FOCUS_POINTS = 200_000
 _SIDES = ("east", "west", "north", "south")
 _HOLDOUT_FRACTION = re.compile(r"^(east|west|north|south):(0?\.\d+|\d+(?:\.\d+)?%)$", re.IGNORECASE)
 
@@ -79,7 +91,9 @@ class FinetuneConfig:
     ``freeze_bn``: every BatchNorm keeps the init model's running statistics (its scale and shift still
     learn): one scene's windows, half of them centred on 图斑, would otherwise replace statistics learnt
     on many scenes within a few dozen steps;
-    ``min_area_m2``: predicted objects below this are dropped when scoring objects (as ``soilwatch eval``)."""
+    ``min_area_m2``: predicted objects below this are dropped when scoring objects (as ``soilwatch eval``);
+    ``self_train``: learn from the init model's own confident predictions instead of label polygons
+    (p >= ``pseudo_hi`` is change, p <= ``pseudo_lo`` no change, pixels in between are ignored)."""
 
     steps: int = 100
     batch_size: int = 8
@@ -98,6 +112,9 @@ class FinetuneConfig:
     threads: int = 2
     log_every: int = 25
     min_area_m2: float = 200.0
+    self_train: bool = False
+    pseudo_hi: float = 0.7
+    pseudo_lo: float = 0.3
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -108,6 +125,10 @@ class FinetuneConfig:
             raise TrainingError(f"the learning rate must be a positive number, got {self.lr!r}")
         if not 0 <= self.focus_change <= 1:
             raise TrainingError(f"focus_change must be in [0, 1], got {self.focus_change!r}")
+        if not 0 < self.pseudo_lo < self.pseudo_hi < 1:
+            raise TrainingError(
+                f"pseudo-label cut-offs must satisfy 0 < lo < hi < 1, got lo={self.pseudo_lo!r} hi={self.pseudo_hi!r}"
+            )
 
 
 # -- labels ---------------------------------------------------------------------------------------
@@ -323,7 +344,9 @@ class BureauScene:
 
     ``plan``: the detector's :class:`detector.pipeline.DetectionPlan` (bands, overlap ``area``, normaliser);
     ``bands``: the bands handed to the model, in its order; ``labels_px``: label polygons in pixel
-    coordinates of the before grid; ``holdout``: the scored region, or None.
+    coordinates of the before grid (empty when self-training without labels); ``holdout``: the scored
+    region, or None. After :meth:`make_pseudo_labels`, training targets come from the init model's
+    probabilities instead of the polygons, and windows may fall in the holdout (its labels are not used).
     """
 
     plan: Any
@@ -335,6 +358,10 @@ class BureauScene:
     _src: Any = field(default=None, repr=False)
     _cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _band_idx: list[int] = field(default_factory=list, repr=False)
+    #: init model's change probability over ``area`` as uint8 (p * 255), set by :meth:`make_pseudo_labels`
+    _pseudo: np.ndarray | None = field(default=None, repr=False)
+    _pseudo_cut: tuple[int, int] = (0, 0)
+    _focus_px: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         from shapely import STRtree
@@ -391,6 +418,61 @@ class BureauScene:
         """uint8 ``(h, w)`` label of ``window``, rasterised from the polygons (1 = disturbance)."""
         return rasterise(self.labels_px, window, tree=self._tree)
 
+    @property
+    def self_training(self) -> bool:
+        return self._pseudo is not None
+
+    def make_pseudo_labels(self, model: Any, *, hi: float, lo: float) -> dict[str, Any]:
+        """Predict the whole overlap with ``model`` (the init, before any training step) in blocks of
+        ``_PSEUDO_BLOCK`` px with its margin, and use the result as the training target from now on:
+        change where p >= ``hi``, no change where p <= ``lo``, ignored in between. Returns the shares of
+        the overlap in each class (pixels without data in either date count as ignored)."""
+        from training.evaluate import predict_pair
+
+        a = self.area
+        h, w = int(a.height), int(a.width)
+        if h * w > _MAX_PSEUDO_PX:
+            raise BureauDataError(
+                f"the images' common area is {w} x {h} px, more than the {_MAX_PSEUDO_PX:,} px self-training keeps "
+                "in memory; clip both images to the area to adapt to (e.g. gdal_translate -projwin) and run again"
+            )
+        prob = np.zeros((h, w), np.uint8)
+        nodata = 0
+        m = int(getattr(model.info, "margin_px", 0))
+        for r in range(0, h, _PSEUDO_BLOCK):
+            for c in range(0, w, _PSEUDO_BLOCK):
+                r0, c0 = max(r - m, 0), max(c - m, 0)
+                r1, c1 = min(r + _PSEUDO_BLOCK + m, h), min(c + _PSEUDO_BLOCK + m, w)
+                img, ok = self.read(Window(a.col_off + c0, a.row_off + r0, c1 - c0, r1 - r0))
+                p = predict_pair(model, img[0], img[1], self.bands)
+                p = np.where(ok, p, 0.5)  # no data in a date: neither change nor no change
+                core = (slice(r - r0, min(r + _PSEUDO_BLOCK, h) - r0), slice(c - c0, min(c + _PSEUDO_BLOCK, w) - c0))
+                prob[r:r + _PSEUDO_BLOCK, c:c + _PSEUDO_BLOCK] = np.rint(p[core] * 255).astype(np.uint8)
+                nodata += int((~ok[core]).sum())
+        cut_hi, cut_lo = math.ceil(hi * 255), math.floor(lo * 255)
+        self._pseudo, self._pseudo_cut = prob, (cut_hi, cut_lo)
+        rows, cols = np.nonzero(prob >= cut_hi)
+        if len(rows) > _MAX_FOCUS_POINTS:
+            keep = np.random.default_rng(0).choice(len(rows), _MAX_FOCUS_POINTS, replace=False)
+            rows, cols = rows[keep], cols[keep]
+        self._focus_px = np.stack([rows + a.row_off, cols + a.col_off], axis=1).astype(np.float64)
+        n = float(h * w)
+        change, stable = int((prob >= cut_hi).sum()), int((prob <= cut_lo).sum())
+        return {"hi": hi, "lo": lo, "change_share": round(change / n, 5), "no_change_share": round(stable / n, 5),
+                "ignored_share": round(1 - (change + stable) / n, 5), "no_data_px": nodata}
+
+    def target(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Training target of ``window``: ``(mask uint8 (h, w), trusted bool (h, w))`` — the rasterised
+        polygons (all trusted), or after :meth:`make_pseudo_labels` the confident pseudo-labels."""
+        if self._pseudo is None:
+            lab = self.label(window)
+            return lab, np.ones(lab.shape, bool)
+        r = int(window.row_off - self.area.row_off)
+        c = int(window.col_off - self.area.col_off)
+        p = self._pseudo[r:r + int(window.height), c:c + int(window.width)]
+        hi, lo = self._pseudo_cut
+        return (p >= hi).astype(np.uint8), (p >= hi) | (p <= lo)
+
     def holdout_mask(self, window: Window) -> np.ndarray:
         """bool ``(h, w)``: True inside the holdout (all False without one)."""
         if self.holdout is None:
@@ -405,7 +487,7 @@ class BureauScene:
         return Window(c0, r0, crop, crop)
 
     def _in_training_part(self, window: Window) -> bool:
-        if self.holdout is None:
+        if self.holdout is None or self.self_training:  # pseudo-labels never use the holdout's labels
             return True
         from shapely.geometry import box
 
@@ -424,19 +506,25 @@ class BureauScene:
         return p.y, p.x
 
     def sample_window(self, rng: np.random.Generator, crop: int, focus_change: float) -> Window:
-        """A random ``crop`` x ``crop`` window inside the overlap and outside the holdout; with probability
-        ``focus_change`` centred (± crop/4) near a random point of a random label polygon."""
+        """A random ``crop`` x ``crop`` window inside the overlap and outside the holdout (anywhere when
+        self-training); with probability ``focus_change`` centred (± crop/4) near a random point of a random
+        label polygon (self-training: a random confidently changed pixel)."""
         a = self.area
         if crop > a.width or crop > a.height:
             raise BureauDataError(
                 f"the images' common area is {int(a.width)} x {int(a.height)} px, smaller than the training window "
                 f"of {crop} px; give a smaller --crop (a multiple of 16)"
             )
-        focus = bool(self.labels_px) and rng.random() < focus_change
+        points = self._focus_px if self._pseudo is not None else None
+        has_focus = len(points) > 0 if points is not None else bool(self.labels_px)
+        focus = has_focus and rng.random() < focus_change
         for _ in range(200):
             if focus:
-                poly = self.labels_px[int(rng.integers(len(self.labels_px)))]
-                row, col = self._random_point_in(poly, rng)
+                if points is not None:
+                    row, col = points[int(rng.integers(len(points)))]
+                else:
+                    poly = self.labels_px[int(rng.integers(len(self.labels_px)))]
+                    row, col = self._random_point_in(poly, rng)
                 row += rng.integers(-crop // 4, crop // 4 + 1)
                 col += rng.integers(-crop // 4, crop // 4 + 1)
             else:
@@ -456,8 +544,8 @@ class BureauScene:
         """One augmented training sample (``image`` (2, c, crop, crop), ``mask``, ``valid``)."""
         win = self.sample_window(rng, cfg.crop, cfg.focus_change)
         img, ok = self.read(win)
-        s: augment.Sample = {"image": np.ascontiguousarray(img), "mask": self.label(win)[None],
-                             "valid": ok[None].copy()}
+        mask, trusted = self.target(win)
+        s: augment.Sample = {"image": np.ascontiguousarray(img), "mask": mask[None], "valid": (ok & trusted)[None]}
         s = augment.flip_rot(s, rng)
         if cfg.jitter > 0:
             s = augment.jitter_dates(s, rng, strength=cfg.jitter)
@@ -513,7 +601,7 @@ class BureauScene:
 def load_scene(
     before: str | Path,
     after: str | Path,
-    labels: str | Path,
+    labels: str | Path | None,
     *,
     model: Any,
     holdout: str | None = None,
@@ -524,6 +612,7 @@ def load_scene(
 ) -> BureauScene:
     """Check and prepare a bureau scene for ``model`` (see the module docstring).
 
+    ``labels`` may be None (self-training without 图斑); a holdout then cannot be scored and is refused.
     Raises the detector's own errors for unreadable images, missing CRS, no overlap or coarse pixels,
     and :class:`BureauDataError` for bands the model lacks and for label/holdout problems (each names
     the file and the fix).
@@ -547,8 +636,16 @@ def load_scene(
     except TrainingError as exc:
         raise BureauDataError(f"{exc} ({str(before)!r}, {str(after)!r}); use --bands or another --init") from exc
     grid = plan.before.grid
-    polys = read_label_polygons(labels, grid.crs, layer=labels_layer)
     a = plan.area
+    files = {"before": _file_record(before), "after": _file_record(after)}
+    if labels is None:
+        if holdout:
+            raise BureauDataError(
+                f"--holdout {holdout!r} is scored against 图斑 polygons, and no --labels were given; "
+                "add the polygons mapped on these images, or drop --holdout"
+            )
+        return BureauScene(plan=plan, bands=bands, labels_px=[], holdout=None, files=files)
+    polys = read_label_polygons(labels, grid.crs, layer=labels_layer)
     from shapely.geometry import box
 
     area_px = box(a.col_off, a.row_off, a.col_off + a.width, a.row_off + a.height)
@@ -566,7 +663,7 @@ def load_scene(
             "check that the label file's .prj matches its coordinates and that it belongs to these images"
         )
     hold = parse_holdout(holdout, area=a, transform=grid.transform, crs=grid.crs) if holdout else None
-    files = {"before": _file_record(before), "after": _file_record(after), "labels": _file_record(labels)}
+    files["labels"] = _file_record(labels)
     files["labels"].update(features=len(polys), polygons_in_images=len(polys_px), layer=labels_layer)
     return BureauScene(plan=plan, bands=bands, labels_px=polys_px, holdout=hold, files=files)
 
@@ -608,7 +705,7 @@ _INIT_KEYS_DROPPED = ("file", "sha256", "format", "arch", "metrics", "config", "
 def finetune(
     before: str | Path,
     after: str | Path,
-    labels: str | Path,
+    labels: str | Path | None,
     out: str | Path,
     *,
     init: str | Path = INIT_SHIPPED,
@@ -628,13 +725,22 @@ def finetune(
     scores the result, and records in the sidecar: sha256, init (path, sha256, its command), command,
     seed, data files (path, size, sha256), holdout and both scores. The bands, normalisation, threshold
     and resolution range are kept from the init model, so ``soilwatch detect --model out.pt`` loads it.
+
+    With ``cfg.self_train`` the targets are the init model's confident predictions on the whole overlap
+    (see the module docstring); ``labels`` may then be None, and when given only score the holdout.
     """
     import torch
 
     from models.changenet import TorchChangeModel, file_sha256, save_weights
-    from training.train import _git_commit, _loss, _lr_factor
+    from training.train import _device_label, _git_commit, _loss, _lr_factor
 
     cfg = cfg or FinetuneConfig()
+    if labels is None and not cfg.self_train:
+        raise BureauDataError("a fine-tune learns from 图斑 polygons: give --labels, or --self-train to learn "
+                              "from the init model's own confident predictions")
+    if cfg.self_train and labels is not None and not holdout:
+        raise BureauDataError("with --self-train the --labels are only used to score a --holdout, and none was "
+                              "given; add --holdout (e.g. east:0.3) or drop --labels")
     say = progress or log.info
     out = Path(out)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -655,13 +761,30 @@ def finetune(
     a = scene.area
     say(f"scene: {int(a.width)} x {int(a.height)} px at {scene.resolution_m:.2f} m, bands {list(scene.bands)}, "
         f"{len(scene.labels_px)} label polygons; holdout: {scene.holdout.describe() if scene.holdout else 'none'}")
+    pseudo = None
     with scene:
         scores_init = None
         if scene.holdout is not None:
             scores_init = scene.score(as_model(), min_area_m2=cfg.min_area_m2)
             say("init      on holdout: " + _fmt_scores(scores_init))
         else:
-            say("no --holdout: nothing is measured; pass e.g. --holdout east:0.3 to see whether the fine-tune helps")
+            say("no --holdout: nothing is measured; pass e.g. --holdout east:0.3 (with --labels) to see whether "
+                "the fine-tune helps")
+        if cfg.self_train:
+            net.eval()
+            pseudo = scene.make_pseudo_labels(as_model(), hi=cfg.pseudo_hi, lo=cfg.pseudo_lo)
+            say(f"self-training: pseudo-labels from the init model: {pseudo['change_share']:.2%} change "
+                f"(p >= {cfg.pseudo_hi:g}), {pseudo['no_change_share']:.2%} no change (p <= {cfg.pseudo_lo:g}), "
+                f"{pseudo['ignored_share']:.2%} ignored; windows from the whole overlap")
+            if pseudo["change_share"] + pseudo["no_change_share"] == 0:
+                raise BureauDataError(
+                    f"the init model is confident nowhere on these images (every p between {cfg.pseudo_lo:g} and "
+                    f"{cfg.pseudo_hi:g}), so self-training has nothing to learn from; start from a model that works "
+                    "on this kind of imagery (--init), or fine-tune on 图斑 (--labels)"
+                )
+            if pseudo["change_share"] == 0:
+                say("warning: the init model is confident of no change anywhere; self-training will only teach "
+                    "'no change' and can only remove detections")
         if cfg.freeze_blocks:
             net.freeze_encoder_blocks(cfg.freeze_blocks)
         net.to(dev).to(memory_format=torch.channels_last)
@@ -698,17 +821,18 @@ def finetune(
         scores_ft = None
         if scene.holdout is not None:
             scores_ft = scene.score(as_model(), min_area_m2=cfg.min_area_m2)
-            say("fine-tuned on holdout: " + _fmt_scores(scores_ft))
+            say(("self-trained" if cfg.self_train else "fine-tuned") + " on holdout: " + _fmt_scores(scores_ft))
     init_version = str(init_meta.get("version", "0"))
     meta = {k: v for k, v in init_meta.items() if k not in _INIT_KEYS_DROPPED}
     meta.update(
         name=name,
-        version=f"{init_version}+ft.{_dt.date.today().strftime('%Y%m%d')}",
+        version=f"{init_version}+{'st' if cfg.self_train else 'ft'}.{_dt.date.today().strftime('%Y%m%d')}",
         training_command=command,
         seed=cfg.seed,
         init={"spec": str(init), "path": str(init_path), "sha256": file_sha256(init_path),
               "version": init_version, "training_command": init_meta.get("training_command")},
-        data={"kind": "bureau", **scene.files, "area_px": [int(a.col_off), int(a.row_off), int(a.width), int(a.height)],
+        data={"kind": "bureau-self-train" if cfg.self_train else "bureau", **scene.files, "pseudo_labels": pseudo,
+              "area_px": [int(a.col_off), int(a.row_off), int(a.width), int(a.height)],
               "crs": scene.plan.before.grid.crs.to_string(), "resolution_m": round(scene.resolution_m, 4),
               "normaliser": {"scale_to_one": float(scene.plan.normaliser.scale_to_one),
                              "gain": [float(g) for g in scene.plan.normaliser.gain],
@@ -717,6 +841,8 @@ def finetune(
             "region": scene.holdout.describe(), "spec": scene.holdout.spec,
             "rule": "soilwatch eval: threshold of the model, objects = 8-connected, predicted objects under "
                     f"{cfg.min_area_m2:g} m2 dropped, hit at IoU >= 0.25 or cover >= 50 %",
+            "training_windows": ("whole overlap, holdout included (self-training: its labels are not used)"
+                                 if cfg.self_train else "outside the holdout"),
             "init": scores_init, "finetuned": scores_ft},
         finetune=asdict(cfg),
         train_steps=cfg.steps,
@@ -724,8 +850,7 @@ def finetune(
         prepare_seconds=round(t_run - t0, 1),
         loss_first=float(np.mean(losses[: cfg.log_every])),
         loss_last=float(np.mean(losses[-cfg.log_every:])),
-        device=f"{dev.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-               f"load {os.getloadavg()[0]:.1f})",
+        device=f"{_device_label(dev)}, load {os.getloadavg()[0]:.1f}",
         date=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         git_commit=_git_commit(),
         torch=str(torch.__version__),

@@ -13,6 +13,9 @@ collected into one table (markdown on stdout, JSON with ``--json``).
 
     python -m training.bureau_demo                       # beihai and abudhabi, init = shipped weights
     python -m training.bureau_demo --init /tmp/loso_oscd.pt --cities beihai,rennes
+    python -m training.bureau_demo --init /tmp/loso_oscd.pt --self-train   # no labels in training; they only score
+
+Options the demo does not know (``--self-train``, ``--lr``, ``--crop``, ...) are passed on to ``soilwatch train``.
 
 Exit code 2, with a message, when the shared data is missing.
 """
@@ -86,7 +89,9 @@ def run_city(root: Path, city: str, workdir: Path, *, init: str, steps: int, see
         raise SystemExit(f"soilwatch train failed for {city} (exit code {code})")
     side = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     held = side["held_out"]
+    mode = "self-trained" if side["finetune"].get("self_train") else "fine-tuned"
     return {"city": city, "polygons": n, "init": init, "steps": steps, "seed": seed, "holdout": held["region"],
+            "mode": mode, "windows": held.get("training_windows"), "pseudo_labels": side["data"].get("pseudo_labels"),
             "wall_s": round(time.time() - t0, 1), "train_s": side["train_seconds"], "device": side["device"],
             "before": held["init"], "after": held["finetuned"], "weights": str(out), "sha256": side["sha256"]}
 
@@ -101,7 +106,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        for label, s in (("init", r["before"]), (f"fine-tuned ({r['steps']} steps)", r["after"])):
+        for label, s in (("init", r["before"]), (f"{r.get('mode', 'fine-tuned')} ({r['steps']} steps)", r["after"])):
             px, ob = s["pixel"], s["object"]
             lines.append(f"| {r['city']} | {Path(r['init']).name} | {r['holdout'].split(' ')[0]} | {label} | "
                          f"{_f(px['precision'])} | {_f(px['recall'])} | {_f(px['f1'])} | {_f(ob['precision'])} | "

@@ -446,6 +446,25 @@ def _lr_factor(step: int, cfg: OptimConfig) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
+def _device_label(dev: Any) -> str:
+    """What ran the training, for the sidecar: CPU model and the SIMD kernels torch used, or the GPU's name.
+    The same config and seed give bit-identical weights only on the same kind of machine: float sums in
+    other kernels round differently, and 1000 steps turn that into a different model (within seed noise)."""
+    import torch
+
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({cpu}, {torch.backends.cpu.get_cpu_capability()} kernels, {torch.get_num_threads()} threads)"
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -622,7 +641,7 @@ def train(
         "train_steps": cfg.optim.steps,
         "train_seconds": round(seconds, 1),
         "final_loss": float(np.mean(losses[-cfg.optim.log_every:])) if losses else None,
-        "device": f"{dev.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": _device_label(dev),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": _git_commit(),
         "torch": str(torch.__version__),

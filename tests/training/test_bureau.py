@@ -17,7 +17,7 @@ from affine import Affine
 from shapely.geometry import box
 
 import soilwatch.cli
-from tests.fixtures import GK_CRS, GK_ORIGIN, field_scene, shared_data, write_tif
+from tests.fixtures import GK_CRS, GK_ORIGIN, MarkerModel, field_scene, shared_data, write_tif
 from training.bureau import FinetuneConfig, finetune, load_init, load_scene, parse_holdout
 from training.errors import BureauDataError
 
@@ -183,6 +183,139 @@ def test_few_steps_lower_the_loss(bureau: dict[str, Path]) -> None:
     assert res.scores_init is None and json.loads((bureau["dir"] / "ft.json").read_text())["held_out"] is None
 
 
+# -- self-training (no 图斑) -----------------------------------------------------------------------
+def test_pseudo_labels_cover_the_overlap_block_by_block(
+    bureau: dict[str, Path], model: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rasterio.windows import Window
+
+    import training.bureau as tb
+
+    # 160 px in blocks of 48, 48, 48 and 16 plus margins; the marker model's p (the after image's red band) is
+    # pointwise, so the map must equal it exactly wherever the blocks are cut
+    monkeypatch.setattr(tb, "_PSEUDO_BLOCK", 48)
+    scene = load_scene(bureau["before"], bureau["after"], None, model=model)
+    assert scene.labels_px == [] and scene.holdout is None and "labels" not in scene.files
+    with scene:
+        img, _ = scene.read(scene.area)
+        lo, hi = (float(q) for q in np.quantile(img[1, 0], [0.3, 0.8]))
+        stats = scene.make_pseudo_labels(MarkerModel(), hi=hi, lo=lo)  # p = after red: pointwise
+        expected = np.rint(img[1, 0] * 255)
+        a = scene.area
+        full, trusted = scene.target(a)
+        assert np.array_equal(full, expected >= np.ceil(hi * 255))
+        assert np.array_equal(trusted, (expected >= np.ceil(hi * 255)) | (expected <= np.floor(lo * 255)))
+        assert 0 < stats["change_share"] < 1 and 0 < stats["no_change_share"] < 1
+        assert stats["change_share"] + stats["no_change_share"] + stats["ignored_share"] == pytest.approx(1, abs=1e-4)
+        win = Window(a.col_off + 30, a.row_off + 50, 64, 64)  # a window's target is its part of the map
+        m, t = scene.target(win)
+        assert np.array_equal(m, full[50:114, 30:94]) and np.array_equal(t, trusted[50:114, 30:94])
+        rng = np.random.default_rng(0)
+        for _ in range(20):  # focused windows hold confident change; they may lie anywhere
+            w = scene.sample_window(rng, 32, focus_change=1.0)
+            assert scene.target(w)[0].any()
+
+
+def test_self_train_learns_the_init_models_confident_pixels(bureau: dict[str, Path], model: object) -> None:
+    """Self-training from the shipped model at a high learning rate: the loss falls and both its confident
+    change and its confident no-change keep their class. Targets lost, all 'no change' or all 'change'
+    (checked by breaking them below) move one class over within these steps."""
+    cfg = FinetuneConfig(steps=30, batch_size=4, crop=64, lr=2e-3, warmup=2, seed=0, log_every=10, self_train=True)
+    res = finetune(bureau["before"], bureau["after"], None, bureau["dir"] / "st.pt", cfg=cfg)
+    assert np.mean(res.losses[-8:]) < np.mean(res.losses[:8]), res.losses
+    assert res.meta["data"]["kind"] == "bureau-self-train" and res.meta["data"]["pseudo_labels"]["change_share"] > 0.01
+    change_kept, stable_kept = _kept_classes(bureau, model, bureau["dir"] / "st.pt")
+    assert change_kept > 0.95 and stable_kept > 0.98, (change_kept, stable_kept)
+
+
+def _kept_classes(bureau: dict[str, Path], model: object, weights: Path) -> tuple[float, float]:
+    """Share of the init model's confident change / no-change pixels that ``weights`` still puts in that class."""
+    from models import load_model
+    from training.evaluate import predict_pair
+
+    scene = load_scene(bureau["before"], bureau["after"], None, model=model)
+    with scene:
+        img, ok = scene.read(scene.area)
+        scene.make_pseudo_labels(model, hi=0.7, lo=0.3)
+        change, trusted = scene.target(scene.area)
+    p1 = predict_pair(load_model(weights), img[0], img[1], scene.bands) >= 0.5
+    is_change = change.astype(bool) & ok
+    is_stable = trusted & ~change.astype(bool) & ok
+    return float(p1[is_change].mean()), float((~p1)[is_stable].mean())
+
+
+@pytest.mark.parametrize("broken", ["zeros", "ones"])
+def test_the_self_train_check_catches_broken_targets(
+    bureau: dict[str, Path], model: object, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    from training.bureau import BureauScene
+
+    real_target = BureauScene.target
+
+    def target(self: BureauScene, window: object) -> tuple[np.ndarray, np.ndarray]:
+        mask, trusted = real_target(self, window)
+        return (np.zeros_like(mask) if broken == "zeros" else np.ones_like(mask)), trusted
+
+    cfg = FinetuneConfig(steps=30, batch_size=4, crop=64, lr=2e-3, warmup=2, seed=0, log_every=10, self_train=True)
+    monkeypatch.setattr(BureauScene, "target", target)
+    finetune(bureau["before"], bureau["after"], None, bureau["dir"] / "bad.pt", cfg=cfg)
+    monkeypatch.setattr(BureauScene, "target", real_target)
+    change_kept, stable_kept = _kept_classes(bureau, model, bureau["dir"] / "bad.pt")
+    assert change_kept < 0.95 if broken == "zeros" else stable_kept < 0.98, (change_kept, stable_kept)
+
+
+def test_cli_self_train_with_and_without_labels(
+    bureau: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models import load_model
+
+    base = ["train", "--before", str(bureau["before"]), "--after", str(bureau["after"]), "--self-train",
+            "--steps", "3", "--batch-size", "2", "--crop", "64"]
+    out = bureau["dir"] / "adapted.pt"
+    assert _cli(monkeypatch, [*base, "-o", str(out)]) == 0
+    assert "not scored" in capsys.readouterr().out
+    side = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert side["data"]["kind"] == "bureau-self-train" and "labels" not in side["data"]
+    assert "--self-train" in side["training_command"] and "--labels" not in side["training_command"]
+    assert side["finetune"]["self_train"] is True and "+st." in side["version"] and side["held_out"] is None
+    assert load_model(out).info.extra["sha256"] == side["sha256"]
+    # with 图斑 and a holdout, the labels only score it: init and self-trained model on the same region
+    scored = bureau["dir"] / "scored.pt"
+    args = [*base, "--labels", str(bureau["labels"]), "--holdout", "east:0.3", "-o", str(scored)]
+    assert _cli(monkeypatch, args) == 0
+    assert "held-out pixel F1" in capsys.readouterr().out
+    held = json.loads(scored.with_suffix(".json").read_text(encoding="utf-8"))["held_out"]
+    assert "holdout included" in held["training_windows"] and held["init"]["valid_px"] == held["finetuned"]["valid_px"]
+    # refused, with the fix named: a holdout without labels, labels without a holdout, no images
+    bad = str(bureau["dir"] / "bad.pt")
+    assert _cli(monkeypatch, [*base, "--holdout", "east:0.3", "-o", bad]) == 1
+    assert "no --labels" in capsys.readouterr().err
+    assert _cli(monkeypatch, [*base, "--labels", str(bureau["labels"]), "-o", bad]) == 1
+    assert "--holdout" in capsys.readouterr().err
+    assert _cli(monkeypatch, ["train", "--self-train", "--after", str(bureau["after"]), "-o", bad]) == 2
+    assert "--before" in capsys.readouterr().err
+    assert not Path(bad).exists()
+
+
+def test_self_train_refuses_a_model_that_is_sure_of_nothing(bureau: dict[str, Path]) -> None:
+    """A network whose head outputs 0 everywhere (p = 0.5) gives no pseudo-label: a clear error."""
+    import torch
+
+    from models.changenet import build_network, save_weights
+
+    net, _ = build_network(pretrained=False)
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.zeros_(net.head.bias)
+    init = bureau["dir"] / "unsure.pt"
+    save_weights(net, init, {"name": "changenet", "version": "unsure", "threshold": 0.5, "resolution_m": [0.5, 10]})
+    cfg = FinetuneConfig(steps=2, batch_size=2, crop=64, self_train=True)
+    with pytest.raises(BureauDataError, match="confident nowhere"):
+        finetune(bureau["before"], bureau["after"], None, bureau["dir"] / "u.pt", init=init, cfg=cfg)
+    with pytest.raises(BureauDataError, match="--labels, or --self-train"):
+        finetune(bureau["before"], bureau["after"], None, bureau["dir"] / "u.pt", init=init)
+    assert not (bureau["dir"] / "u.pt").exists()
+
+
 # -- bad inputs -----------------------------------------------------------------------------------
 def test_labels_that_miss_the_images(bureau: dict[str, Path], model: object) -> None:
     far = write_labels(bureau["dir"] / "far.shp", [_square_m(0, 0, 20, 20, dx=50_000)])
@@ -270,3 +403,25 @@ def test_demo_says_when_the_shared_data_is_missing(tmp_path: Path, capsys: pytes
     assert main(["--data", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "shared data not found" in err and "SOILWATCH_SHARED_DATA" in err
+
+
+def test_selftrain_demo_adapts_each_pair_and_scores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The model card's scene-by-scene self-training table, end to end on the fake PNG set: each pair becomes
+    two GeoTIFFs, is self-trained alone, and init and adapted model are scored on it with the eval rules."""
+    from tests.training.fake_data import PNG_CHANGES, make_fake_dataset
+    from training.selftrain_demo import main
+
+    root = make_fake_dataset(tmp_path / "data")
+    out = tmp_path / "st.json"
+    args = ["--data", str(root), "--set", "pngset", "--init", "shipped", "--steps", "2", "--crop", "32"]
+    assert main([*args, "--json", str(out)]) == 0
+    assert "self-trained, 2 steps" in capsys.readouterr().out
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["pair"] for r in res["per_pair"]] == sorted(PNG_CHANGES)
+    for key in ("init", "adapted"):
+        px = res["pooled"][key]["pixel"]
+        assert px["tp"] + px["fn"] == sum(r["pixel"]["tp"] + r["pixel"]["fn"] for r in
+                                          (p[key] for p in res["per_pair"])) > 0  # the labelled change, pooled
+    assert all(0 <= r["pseudo_labels"]["ignored_share"] <= 1 for r in res["per_pair"])
+    assert main(["--data", str(tmp_path / "nowhere"), "--set", "pngset", "--init", "shipped"]) == 2
+    assert "shared data not found" in capsys.readouterr().err

@@ -346,3 +346,14 @@ def test_a_set_a_teacher_trained_on_is_not_held_out(tmp_path: Path, fake_data: P
         train(cfg, tmp_path / f"{name}.pt", root=fake_data)
         metrics = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]
         assert (metrics["kind"], metrics["held_out_sets"]) == ("in_sample", []), name
+
+
+def test_the_sidecar_names_the_machine_kind() -> None:
+    """Weights are bit-reproducible only on the same kind of machine, so the sidecar says which kernels ran."""
+    import torch
+
+    from training.train import _device_label
+
+    label = _device_label(torch.device("cpu"))
+    assert label.startswith("cpu (") and f"{torch.backends.cpu.get_cpu_capability()} kernels" in label
+    assert f"{torch.get_num_threads()} threads" in label

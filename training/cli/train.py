@@ -1,5 +1,6 @@
 """``soilwatch train``: train a ChangeNet from a YAML config (seeded, checkpointed, resumable), or fine-tune
-one on a bureau's own before/after GeoTIFFs and 图斑 polygons (``--before/--after/--labels``)."""
+one on a bureau's own before/after GeoTIFFs and 图斑 polygons (``--before/--after/--labels``), or adapt it to
+new imagery without polygons (``--before/--after --self-train``)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,14 @@ def train_cmd(
     ),
     labels: Path | None = typer.Option(
         None, "--labels", help="Fine-tune: the disturbance polygons (图斑) mapped on these images: Shapefile "
-        "(GBK or UTF-8), GeoPackage or GeoJSON, any CRS. Everything outside them counts as 'no change'.",
+        "(GBK or UTF-8), GeoPackage or GeoJSON, any CRS. Everything outside them counts as 'no change'. "
+        "With --self-train: only used to score --holdout.",
         dir_okay=False,
+    ),
+    self_train: bool = typer.Option(
+        False, "--self-train", help="Fine-tune without 图斑: learn from the init model's own confident "
+        "predictions on these images (p >= 0.7 change, p <= 0.3 no change, the rest ignored), windows from the "
+        "whole overlap. Adapts the model to new imagery; it cannot teach it a kind of site it misses.",
     ),
     labels_layer: str | None = typer.Option(None, "--labels-layer", help="Layer of --labels when it has several."),
     init: str = typer.Option(
@@ -79,12 +86,15 @@ def train_cmd(
     """Train the change network on synthetic scenes and real labelled pairs (--config), then (if the config
     names eval_sets) score it with the same code as 'soilwatch eval' and record the scores next to the
     weights. Or fine-tune it on a bureau's own imagery and hand-mapped 图斑 (--before/--after/--labels),
-    scoring the init and the fine-tuned model on a --holdout region.
+    scoring the init and the fine-tuned model on a --holdout region. Or adapt it to a new image pair
+    without polygons (--before/--after --self-train).
 
     Example: soilwatch train --config training/configs/changenet_smoke.yaml -o /tmp/smoke.pt --overwrite
 
     Example: soilwatch train --before 2023.tif --after 2024.tif --labels 2023图斑.shp --init shipped
     --holdout east:0.3 --steps 100 --seed 0 -o mymodel.pt
+
+    Example: soilwatch train --before 2024.tif --after 2025.tif --self-train --init shipped -o adapted.pt
     """
     if device not in (None, "cpu", "cuda"):
         raise click.BadParameter(f"{device!r} is not cpu or cuda", param_hint="--device")
@@ -97,21 +107,22 @@ def train_cmd(
         err.print(line, highlight=False, markup=False)
 
     bureau = {"--before": before, "--after": after, "--labels": labels}
-    if any(v is not None for v in bureau.values()):
-        missing = [k for k, v in bureau.items() if v is None]
+    if any(v is not None for v in bureau.values()) or self_train:
+        missing = [k for k, v in bureau.items() if v is None and not (k == "--labels" and self_train)]
         if missing:
-            raise click.UsageError(f"a fine-tune needs --before, --after and --labels; {', '.join(missing)} missing")
+            need = "--before and --after" if self_train else "--before, --after and --labels (or --self-train)"
+            raise click.UsageError(f"a fine-tune needs {need}; {', '.join(missing)} missing")
         used = [k for k, v in {"--config": config, "--resume": resume, "--data": data}.items() if v is not None]
         if used:
             raise click.UsageError(f"{', '.join(used)} belong to config training, not to a fine-tune "
                                    "(--before/--after/--labels); drop them")
-        out = _output(output or Path("changenet-finetuned.pt"), overwrite)
+        out = _output(output or Path("changenet-selftrained.pt" if self_train else "changenet-finetuned.pt"), overwrite)
         command = _finetune_command(before, after, labels, out, init=init, holdout=holdout, steps=steps,  # type: ignore[arg-type]
                                     seed=seed, batch_size=batch_size, crop=crop, lr=lr, bands=bands,
-                                    after_bands=after_bands, labels_layer=labels_layer)
+                                    after_bands=after_bands, labels_layer=labels_layer, self_train=self_train)
         _finetune(before, after, labels, out, init=init, holdout=holdout, steps=steps, seed=seed,  # type: ignore[arg-type]
                   batch_size=batch_size, crop=crop, lr=lr, bands=bands, after_bands=after_bands,
-                  labels_layer=labels_layer, device=device, command=command, say=say)
+                  labels_layer=labels_layer, device=device, command=command, say=say, self_train=self_train)
         return
     if config is None:
         raise click.UsageError("give --config (train from a YAML config) or --before/--after/--labels (fine-tune)")
@@ -134,28 +145,33 @@ def _output(out: Path, overwrite: bool, *, resuming: bool = False) -> Path:
     return out
 
 
-def _finetune_command(before: Path, after: Path, labels: Path, out: Path, **options: object) -> str:
+def _finetune_command(before: Path, after: Path, labels: Path | None, out: Path, **options: object) -> str:
     """The fine-tune as one command line, from the values actually used (so it is complete however it was called)."""
     from training.bureau import FinetuneConfig
 
     defaults = FinetuneConfig()
     filled = {**options, "steps": options["steps"] or defaults.steps,
               "seed": defaults.seed if options["seed"] is None else options["seed"]}
-    args = ["soilwatch", "train", "--before", str(before), "--after", str(after), "--labels", str(labels)]
+    args = ["soilwatch", "train", "--before", str(before), "--after", str(after)]
+    if labels is not None:
+        args += ["--labels", str(labels)]
     for key, value in filled.items():
-        if value is not None:
+        if value is True:
+            args.append(f"--{key.replace('_', '-')}")
+        elif value is not None and value is not False:
             args += [f"--{key.replace('_', '-')}", str(value)]
     return " ".join(shlex.quote(a) for a in [*args, "-o", str(out)])
 
 
 def _finetune(
-    before: Path, after: Path, labels: Path, out: Path, *, init: str, holdout: str | None, steps: int | None,
+    before: Path, after: Path, labels: Path | None, out: Path, *, init: str, holdout: str | None, steps: int | None,
     seed: int | None, batch_size: int | None, crop: int | None, lr: float | None, bands: str | None,
     after_bands: str | None, labels_layer: str | None, device: str | None, command: str | None, say: object,
+    self_train: bool = False,
 ) -> None:
     from training.bureau import FinetuneConfig, finetune
 
-    given = {"steps": steps, "seed": seed, "batch_size": batch_size, "crop": crop, "lr": lr}
+    given = {"steps": steps, "seed": seed, "batch_size": batch_size, "crop": crop, "lr": lr, "self_train": self_train}
     try:
         cfg = FinetuneConfig(**{k: v for k, v in given.items() if v is not None})
     except TrainingError as exc:
