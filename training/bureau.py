@@ -76,7 +76,7 @@ _MAX_HOLDOUT_PX = 64_000_000
 #: Self-training keeps the init model's probability of every overlap pixel in memory (1 byte each).
 _MAX_PSEUDO_PX = 256_000_000
 #: Pseudo-labels are predicted in blocks of this side (plus the model's margin) to bound memory.
-_PSEUDO_BLOCK = 2048
+_PSEUDO_BLOCK = 1024
 #: At most this many confident-change pixels are kept as centres for focused training windows.
 _MAX_FOCUS_POINTS = 200_000
 _SIDES = ("east", "west", "north", "south")
