@@ -405,23 +405,38 @@ def test_demo_says_when_the_shared_data_is_missing(tmp_path: Path, capsys: pytes
     assert "shared data not found" in err and "SOILWATCH_SHARED_DATA" in err
 
 
-def test_selftrain_demo_adapts_each_pair_and_scores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The model card's scene-by-scene self-training table, end to end on the fake PNG set: each pair becomes
-    two GeoTIFFs, is self-trained alone, and init and adapted model are scored on it with the eval rules."""
-    from tests.training.fake_data import PNG_CHANGES, make_fake_dataset
-    from training.selftrain_demo import main
+@pytest.mark.parametrize("set_name", ["pngset", "tifset"])
+def test_selftrain_demo_adapts_each_pair_and_scores_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], set_name: str
+) -> None:
+    """The model card's scene-by-scene self-training table, end to end on the fake sets (8-bit RGB PNGs, and 6-band
+    uint16 Sentinel-2-like GeoTIFFs at 10 m): each pair becomes two GeoTIFFs, is self-trained alone, and init and
+    adapted model are scored on it with the eval rules."""
+    import rasterio
+
+    from tests.training.fake_data import PNG_CHANGES, TIF_CHANGES, make_fake_dataset
+    from training.data import read_image
+    from training.selftrain_demo import main, write_geotiff
 
     root = make_fake_dataset(tmp_path / "data")
     out = tmp_path / "st.json"
-    args = ["--data", str(root), "--set", "pngset", "--init", "shipped", "--steps", "2", "--crop", "32"]
+    args = ["--data", str(root), "--set", set_name, "--init", "shipped", "--steps", "2", "--crop", "32"]
     assert main([*args, "--json", str(out)]) == 0
     assert "self-trained, 2 steps" in capsys.readouterr().out
     res = json.loads(out.read_text(encoding="utf-8"))
-    assert [r["pair"] for r in res["per_pair"]] == sorted(PNG_CHANGES)
+    assert [r["pair"] for r in res["per_pair"]] == sorted(PNG_CHANGES if set_name == "pngset" else TIF_CHANGES)
     for key in ("init", "adapted"):
         px = res["pooled"][key]["pixel"]
         assert px["tp"] + px["fn"] == sum(r["pixel"]["tp"] + r["pixel"]["fn"] for r in
                                           (p[key] for p in res["per_pair"])) > 0  # the labelled change, pooled
     assert all(0 <= r["pseudo_labels"]["ignored_share"] <= 1 for r in res["per_pair"])
-    assert main(["--data", str(tmp_path / "nowhere"), "--set", "pngset", "--init", "shipped"]) == 2
+    # the GeoTIFFs keep the file's values and band names: uint8 stays uint8, reflectance x 10000 is kept as float
+    first = sorted((root / set_name / "A").iterdir())[0]
+    raw = read_image(first)
+    tif = write_geotiff(raw.data, tmp_path / "w.tif", 2.0, raw.bands)
+    with rasterio.open(tif) as src:
+        assert src.dtypes[0] == ("uint8" if set_name == "pngset" else "float32")
+        assert src.descriptions == raw.bands and src.res == (2.0, 2.0) and src.crs.to_epsg() == 32650
+        assert np.array_equal(src.read().astype(np.float32), raw.data)
+    assert main(["--data", str(tmp_path / "nowhere"), "--set", set_name, "--init", "shipped"]) == 2
     assert "shared data not found" in capsys.readouterr().err
