@@ -427,7 +427,7 @@ class BureauScene:
         ``_PSEUDO_BLOCK`` px with its margin, and use the result as the training target from now on:
         change where p >= ``hi``, no change where p <= ``lo``, ignored in between. Returns the shares of
         the overlap in each class (pixels without data in either date count as ignored)."""
-        from training.evaluate import predict_pair
+        from training.evaluate import predict_pair, tile_windows
 
         a = self.area
         h, w = int(a.height), int(a.width)
@@ -439,25 +439,24 @@ class BureauScene:
         prob = np.zeros((h, w), np.uint8)
         nodata = 0
         m = int(getattr(model.info, "margin_px", 0))
-        for r in range(0, h, _PSEUDO_BLOCK):
-            for c in range(0, w, _PSEUDO_BLOCK):
-                r0, c0 = max(r - m, 0), max(c - m, 0)
-                r1, c1 = min(r + _PSEUDO_BLOCK + m, h), min(c + _PSEUDO_BLOCK + m, w)
-                img, ok = self.read(Window(a.col_off + c0, a.row_off + r0, c1 - c0, r1 - r0))
-                p = predict_pair(model, img[0], img[1], self.bands)
-                p = np.where(ok, p, 0.5)  # no data in a date: neither change nor no change
-                core = (slice(r - r0, min(r + _PSEUDO_BLOCK, h) - r0), slice(c - c0, min(c + _PSEUDO_BLOCK, w) - c0))
-                prob[r:r + _PSEUDO_BLOCK, c:c + _PSEUDO_BLOCK] = np.rint(p[core] * 255).astype(np.uint8)
-                nodata += int((~ok[core]).sum())
+        for core, outer in tile_windows(h, w, _PSEUDO_BLOCK + 2 * m, m):
+            (r0, r1), (c0, c1) = (outer[0].start, outer[0].stop), (outer[1].start, outer[1].stop)
+            img, ok = self.read(Window(a.col_off + c0, a.row_off + r0, c1 - c0, r1 - r0))
+            p = predict_pair(model, img[0], img[1], self.bands)
+            p = np.where(ok, p, 0.5)  # no data in a date: neither change nor no change
+            inner = (slice(core[0].start - r0, core[0].stop - r0), slice(core[1].start - c0, core[1].stop - c0))
+            prob[core] = np.rint(p[inner] * 255).astype(np.uint8)
+            nodata += int((~ok[inner]).sum())
         cut_hi, cut_lo = math.ceil(hi * 255), math.floor(lo * 255)
         self._pseudo, self._pseudo_cut = prob, (cut_hi, cut_lo)
         rows, cols = np.nonzero(prob >= cut_hi)
-        if len(rows) > _MAX_FOCUS_POINTS:
-            keep = np.random.default_rng(0).choice(len(rows), _MAX_FOCUS_POINTS, replace=False)
+        change = len(rows)
+        if change > _MAX_FOCUS_POINTS:
+            keep = np.random.default_rng(0).choice(change, _MAX_FOCUS_POINTS, replace=False)
             rows, cols = rows[keep], cols[keep]
         self._focus_px = np.stack([rows + a.row_off, cols + a.col_off], axis=1).astype(np.float64)
         n = float(h * w)
-        change, stable = int((prob >= cut_hi).sum()), int((prob <= cut_lo).sum())
+        stable = int((prob <= cut_lo).sum())
         return {"hi": hi, "lo": lo, "change_share": round(change / n, 5), "no_change_share": round(stable / n, 5),
                 "ignored_share": round(1 - (change + stable) / n, 5), "no_data_px": nodata}
 
@@ -515,7 +514,7 @@ class BureauScene:
                 f"the images' common area is {int(a.width)} x {int(a.height)} px, smaller than the training window "
                 f"of {crop} px; give a smaller --crop (a multiple of 16)"
             )
-        points = self._focus_px if self._pseudo is not None else None
+        points = self._focus_px  # set with the pseudo-labels: None when training on polygons
         has_focus = len(points) > 0 if points is not None else bool(self.labels_px)
         focus = has_focus and rng.random() < focus_change
         for _ in range(200):
@@ -771,7 +770,6 @@ def finetune(
             say("no --holdout: nothing is measured; pass e.g. --holdout east:0.3 (with --labels) to see whether "
                 "the fine-tune helps")
         if cfg.self_train:
-            net.eval()
             pseudo = scene.make_pseudo_labels(as_model(), hi=cfg.pseudo_hi, lo=cfg.pseudo_lo)
             say(f"self-training: pseudo-labels from the init model: {pseudo['change_share']:.2%} change "
                 f"(p >= {cfg.pseudo_hi:g}), {pseudo['no_change_share']:.2%} no change (p <= {cfg.pseudo_lo:g}), "

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from training.bureau_demo import _data_root
+from training.bureau_demo import _data_root, _f
 
 __all__ = ["main", "run_pair", "write_geotiff"]
 
@@ -90,10 +90,6 @@ def _pooled(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     px = sum((r[key].pixel for r in rows), PixelCounts())
     ob = sum((r[key].objects for r in rows), ObjectCounts())
     return {"pixel": px.as_dict(), "object": ob.as_dict()}
-
-
-def _f(v: float | None) -> str:
-    return "–" if v is None else f"{v:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:

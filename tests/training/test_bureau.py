@@ -191,7 +191,7 @@ def test_pseudo_labels_cover_the_overlap_block_by_block(
 
     import training.bureau as tb
 
-    # 160 px in blocks of 48, 48, 48 and 16 plus margins; the marker model's p (the after image's red band) is
+    # 160 px in blocks of at most 48 px plus margins; the marker model's p (the after image's red band) is
     # pointwise, so the map must equal it exactly wherever the blocks are cut
     monkeypatch.setattr(tb, "_PSEUDO_BLOCK", 48)
     scene = load_scene(bureau["before"], bureau["after"], None, model=model)
