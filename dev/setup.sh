@@ -20,3 +20,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -c "import soilwatch, detector, models" 
   touch "$stamp"
 fi
+# The shipped network's encoder starts from an aerial MobileNetV3 inside the kelp-o-matic wheel (MIT; only training
+# from scratch needs it, models/changenet.py). Its own pins (torchvision<0.17) do not fit ours, so no dependencies.
+if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('kelp_o_matic') is None)"; then
+  if ! .venv/bin/python -m pip install -q --no-deps kelp-o-matic==0.8.0 > .venv/pip-install-kelp.log 2>&1; then
+    cat .venv/pip-install-kelp.log >&2
+    echo "setup: pip install --no-deps kelp-o-matic==0.8.0 failed (output above)" >&2
+    exit 1
+  fi
+fi

