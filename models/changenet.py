@@ -90,7 +90,7 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (112, 112, 6, 5, 1),
     (112, 112, 6, 5, 1),
 )
-#: encoder depths a config may choose: the first 8 blocks (the shipped network) or 11 (+ stage 5)
+#: Lite0 encoder depths a config may choose: the first 8 blocks (the default) or 11 (+ stage 5)
 ENCODER_DEPTHS = (8, 11)
 #: encoders a config may choose: ``mnv3`` (torchvision's MobileNetV3-Large features 0-12, started from an
 #: aerial-imagery model, see :func:`pretrained_mnv3_state`; the shipped network) or ``lite0`` (EfficientNet-Lite0,
