@@ -193,7 +193,46 @@ class _MBConv(nn.Module):
         return y + x if self.skip else y
 
 
-class _Encoder(nn.Module):
+class _TappedEncoder(nn.Module):
+    """A siamese encoder: ``forward`` returns the features at strides 2, 4, 8 and 16 (``tap_channels``).
+
+    Each encoder also knows how its input is scaled (:meth:`scale`), which modules ``freeze_blocks`` freezes
+    (:meth:`frozen_modules`) and where its pretrained start comes from (:meth:`pretrained_state`).
+    """
+
+    taps: tuple[int, ...]
+    tap_channels: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, config: ChangeNetConfig) -> _TappedEncoder:
+        raise NotImplementedError
+
+    @staticmethod
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        """``x`` in [0, 1] scaled as the pretrained weights were trained."""
+        raise NotImplementedError
+
+    def frozen_modules(self, n_blocks: int) -> list[nn.Module]:
+        """The stem and the first ``n_blocks`` blocks."""
+        raise NotImplementedError
+
+    @staticmethod
+    def pretrained_state(config: ChangeNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """``(state_dict for this encoder, provenance)`` of its pretrained start."""
+        raise NotImplementedError
+
+    def _tapped(self, x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
+        feats = []
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
+
+
+class _Encoder(_TappedEncoder):
+    """EfficientNet-Lite0 stem + the first ``n_blocks`` blocks (attribute names match the pretrained file)."""
+
     def __init__(self, in_channels: int, n_blocks: int, nir: bool = False) -> None:
         super().__init__()
         self._conv_stem = nn.Conv2d(in_channels, 32, 3, stride=2, padding=1, bias=False)
@@ -204,6 +243,21 @@ class _Encoder(nn.Module):
         self._blocks = nn.ModuleList(_MBConv(*b) for b in _BLOCKS[:n_blocks])
         self.taps, self.tap_channels = _taps(n_blocks)
 
+    @classmethod
+    def from_config(cls, config: ChangeNetConfig) -> _Encoder:
+        return cls(config.in_channels, config.encoder_blocks, config.nir)
+
+    @staticmethod
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        return (x * 255.0 - 127.0) / 128.0  # as EfficientNet-Lite was trained
+
+    def frozen_modules(self, n_blocks: int) -> list[nn.Module]:
+        return [self._conv_stem, self._bn0, *self._blocks[:n_blocks]]
+
+    @staticmethod
+    def pretrained_state(config: ChangeNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return pretrained_encoder_state(config.encoder_blocks)
+
     def forward(self, x: torch.Tensor, nir: torch.Tensor | None = None,
                 present: torch.Tensor | None = None) -> list[torch.Tensor]:
         """``x`` scaled RGB ``(n, 3, h, w)``; ``nir`` scaled ``(n, 1, h, w)`` or None, counted only for the images
@@ -211,16 +265,10 @@ class _Encoder(nn.Module):
         x = self._conv_stem(x)
         if nir is not None:
             x = x + self.conv_stem_nir(nir) * present.to(x.dtype).view(-1, 1, 1, 1)
-        x = F.relu6(self._bn0(x))
-        feats = []
-        for i, block in enumerate(self._blocks):
-            x = block(x)
-            if i in self.taps:
-                feats.append(x)
-        return feats
+        return self._tapped(F.relu6(self._bn0(x)), self._blocks)
 
 
-class _MobileNetV3Encoder(nn.Module):
+class _MobileNetV3Encoder(_TappedEncoder):
     """MobileNetV3-Large features 0-12 (torchvision layout), tapped at strides 2, 4, 8, 16."""
 
     def __init__(self) -> None:
@@ -230,14 +278,30 @@ class _MobileNetV3Encoder(nn.Module):
         self.features = mobilenet_v3_large(weights=None).features[: _MNV3_TAPS[-1] + 1]
         self.taps, self.tap_channels = _MNV3_TAPS, _MNV3_CHANNELS
 
+    @classmethod
+    def from_config(cls, config: ChangeNetConfig) -> _MobileNetV3Encoder:
+        return cls()
+
+    @staticmethod
+    def scale(x: torch.Tensor) -> torch.Tensor:  # ImageNet mean and std, as the aerial MobileNetV3 was trained
+        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def frozen_modules(self, n_blocks: int) -> list[nn.Module]:
+        return list(self.features[: n_blocks + 1])  # features[0] is the stem, features[1:] the blocks
+
+    @staticmethod
+    def pretrained_state(config: ChangeNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return pretrained_mnv3_state()
+
     def forward(self, x: torch.Tensor, nir: torch.Tensor | None = None,
                 present: torch.Tensor | None = None) -> list[torch.Tensor]:
-        feats = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.taps:
-                feats.append(x)
-        return feats
+        return self._tapped(x, self.features)
+
+
+#: the encoder class of each name in :data:`ENCODERS`
+_ENCODER_CLASSES: dict[str, type[_TappedEncoder]] = {"lite0": _Encoder, "mnv3": _MobileNetV3Encoder}
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:
@@ -247,7 +311,7 @@ def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequen
 
 
 class ChangeNet(nn.Module):
-    """Siamese EfficientNet-Lite0 (truncated) encoder + difference fusion + FPN-style decoder.
+    """Siamese encoder (``config.encoder``) + difference fusion + FPN-style decoder.
 
     ``forward(x)``: ``x`` float ``(batch, 2, 3, h, w)`` in [0, 1] with ``h, w`` multiples of :data:`STRIDE`;
     returns change logits ``(batch, 1, h, w)``.
@@ -257,10 +321,7 @@ class ChangeNet(nn.Module):
         super().__init__()
         self.config = config or ChangeNetConfig()
         d = self.config.decoder_channels
-        if self.config.encoder == "mnv3":
-            self.encoder: nn.Module = _MobileNetV3Encoder()
-        else:
-            self.encoder = _Encoder(self.config.in_channels, self.config.encoder_blocks, self.config.nir)
+        self.encoder = _ENCODER_CLASSES[self.config.encoder].from_config(self.config)
         tap_channels = self.encoder.tap_channels
         self.fuse = nn.ModuleList(_conv_bn_relu(3 * c, o) for c, o in zip(tap_channels, d, strict=True))
         self.lateral = nn.ModuleList(_conv_bn_relu(d[i + 1], d[i]) for i in range(3))
@@ -274,11 +335,7 @@ class ChangeNet(nn.Module):
             self.ground_out = nn.Conv2d(_GROUND_CHANNELS, 1, 1)
 
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.encoder == "mnv3":  # ImageNet mean and std, as the aerial MobileNetV3 was trained
-            mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-            std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
-            return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-        return ((x * 255.0 - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
+        return self.encoder.scale(x).contiguous(memory_format=torch.channels_last)
 
     def ground(self, x: torch.Tensor) -> torch.Tensor:
         """Single-date disturbed-ground logits ``(batch, 1, h, w)`` of ``x`` ``(batch, 3, h, w)`` in [0, 1]
@@ -322,10 +379,7 @@ class ChangeNet(nn.Module):
 
     def freeze_encoder_blocks(self, n_blocks: int) -> None:
         """Freeze the stem and the first ``n_blocks`` encoder blocks (weights and BN statistics)."""
-        if self.config.encoder == "mnv3":  # features[0] is the stem, features[1:] the blocks
-            frozen = list(self.encoder.features[: n_blocks + 1])
-        else:
-            frozen = [self.encoder._conv_stem, self.encoder._bn0, *self.encoder._blocks[:n_blocks]]
+        frozen = self.encoder.frozen_modules(n_blocks)
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -432,10 +486,7 @@ def build_network(*, config: ChangeNetConfig | None = None, pretrained: bool = F
     net = ChangeNet(config)
     prov: dict[str, str] = {}
     if pretrained:
-        if net.config.encoder == "mnv3":
-            state, prov = pretrained_mnv3_state()
-        else:
-            state, prov = pretrained_encoder_state(net.config.encoder_blocks)
+        state, prov = net.encoder.pretrained_state(net.config)
         missing, unexpected = net.encoder.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("conv_stem_nir.")]  # new: starts at zero
         if missing or unexpected:

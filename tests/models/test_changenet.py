@@ -12,6 +12,7 @@ import torch
 
 from models import ChangeModel, WeightsError, get_model, list_models, load_model
 from models.changenet import (
+    ENCODERS,
     SHIPPED_WEIGHTS,
     STRIDE,
     ChangeNet,
@@ -69,6 +70,25 @@ def test_network_budget() -> None:
     assert SHIPPED_WEIGHTS.stat().st_size < 5 * 2**20
     with pytest.raises(ValueError, match="multiples"):
         ChangeNet()(torch.rand(1, 2, 3, 20, STRIDE))
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_encoder_has_its_scaling_and_freezes_its_own_stem_and_first_blocks(encoder: str) -> None:
+    """Each name in ENCODERS builds; ``freeze_encoder_blocks`` freezes that encoder's stem and first blocks (which
+    keep their BatchNorm statistics in training mode) and nothing after them; the input scaling is its own."""
+    net = ChangeNet(ChangeNetConfig(encoder=encoder))
+    assert net(torch.rand(2, 2, 3, 32, 32)).shape == (2, 1, 32, 32)
+    net.freeze_encoder_blocks(2)
+    frozen = {id(p) for m in net.encoder.frozen_modules(2) for p in m.parameters()}
+    params = list(net.encoder.parameters())
+    assert id(params[0]) in frozen  # the stem's conv
+    assert all(not p.requires_grad for p in params if id(p) in frozen)
+    assert any(p.requires_grad for p in params if id(p) not in frozen)
+    net.train()
+    assert not any(m.training for m in net.encoder.frozen_modules(2))
+    zero = net.encoder.scale(torch.zeros(1, 3, 1, 1)).flatten()
+    expected = {"lite0": [-127 / 128] * 3, "mnv3": [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]}[encoder]
+    torch.testing.assert_close(zero, torch.tensor(expected))
 
 
 def test_deeper_encoder_option_keeps_the_budget_and_round_trips(tmp_path: Path) -> None:
