@@ -388,7 +388,7 @@ class ChangeNet(nn.Module):
     def train(self, mode: bool = True) -> ChangeNet:
         super().train(mode)
         for m in getattr(self, "_frozen", []):
-            m.eval()  # frozen BN keeps its ImageNet statistics
+            m.eval()  # frozen BN keeps its pretrained statistics
         return self
 
 
