@@ -92,10 +92,6 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 #: Lite0 encoder depths a config may choose: the first 8 blocks (the default) or 11 (+ stage 5)
 ENCODER_DEPTHS = (8, 11)
-#: encoders a config may choose: ``mnv3`` (torchvision's MobileNetV3-Large features 0-12, started from an
-#: aerial-imagery model, see :func:`pretrained_mnv3_state`; the shipped network) or ``lite0`` (EfficientNet-Lite0,
-#: ImageNet; the shipped network until 2026-12-06)
-ENCODERS = ("lite0", "mnv3")
 # MobileNetV3-Large feature indices whose outputs are the stride 2, 4, 8, 16 features, and their channels
 _MNV3_TAPS = (1, 3, 6, 12)
 _MNV3_CHANNELS = (16, 24, 40, 112)
@@ -140,8 +136,9 @@ class ChangeNetConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS!r}, got {self.encoder!r}")
-        if self.encoder == "mnv3" and self.nir:
-            raise ValueError("the mnv3 encoder takes RGB only; nir needs encoder: lite0")
+        if self.nir and not _ENCODER_CLASSES[self.encoder].takes_nir:
+            takes = [name for name, cls in _ENCODER_CLASSES.items() if cls.takes_nir]
+            raise ValueError(f"the {self.encoder} encoder takes RGB only; nir needs encoder: {' or '.join(takes)}")
         if self.encoder_blocks not in ENCODER_DEPTHS:
             raise ValueError(f"encoder_blocks must be one of {ENCODER_DEPTHS!r}, got {self.encoder_blocks!r}")
         if self.in_channels != 3:
@@ -202,6 +199,8 @@ class _TappedEncoder(nn.Module):
 
     taps: tuple[int, ...]
     tap_channels: tuple[int, ...]
+    #: whether ``config.nir`` (a near-infrared stem of its own) is available
+    takes_nir: bool = False
 
     @classmethod
     def from_config(cls, config: ChangeNetConfig) -> _TappedEncoder:
@@ -232,6 +231,8 @@ class _TappedEncoder(nn.Module):
 
 class _Encoder(_TappedEncoder):
     """EfficientNet-Lite0 stem + the first ``n_blocks`` blocks (attribute names match the pretrained file)."""
+
+    takes_nir = True
 
     def __init__(self, in_channels: int, n_blocks: int, nir: bool = False) -> None:
         super().__init__()
@@ -300,8 +301,12 @@ class _MobileNetV3Encoder(_TappedEncoder):
         return self._tapped(x, self.features)
 
 
-#: the encoder class of each name in :data:`ENCODERS`
+#: the encoder class of each name a config may choose
 _ENCODER_CLASSES: dict[str, type[_TappedEncoder]] = {"lite0": _Encoder, "mnv3": _MobileNetV3Encoder}
+#: encoders a config may choose: ``mnv3`` (torchvision's MobileNetV3-Large features 0-12, started from an
+#: aerial-imagery model, see :func:`pretrained_mnv3_state`; the shipped network) or ``lite0`` (EfficientNet-Lite0,
+#: ImageNet; the shipped network until 2026-12-06)
+ENCODERS = tuple(_ENCODER_CLASSES)
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:
