@@ -5,6 +5,10 @@ The model sees exactly what the detector gives it (:mod:`models.base`): both dat
 big images in windows of ``info.tile_size`` with ``info.margin_px`` of context on each side, which is
 thrown away, so windows join without seams. Probabilities are thresholded at ``info.threshold``
 (or an override) and scored with :mod:`training.metrics`.
+
+By default the thresholded map is scored as it is. With ``as_detected`` it first goes through the raster steps
+that ``soilwatch detect`` applies before it writes patches (:func:`detected_mask`): the morphological clean-up,
+small holes filled, patches under the minimum area dropped - so the scores are those of the patches a bureau gets.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
+from scipy import ndimage
 
+from detector.pipeline import DetectOptions
 from detector.tiling import make_tiles
+from detector.vectorize import clean_mask
 from models.base import BAND_NAMES, ChangeModel
 from training.data import ChangePair, DataIndex, read_pair
 from training.errors import EvaluationError
@@ -38,6 +45,7 @@ __all__ = [
     "PairResult",
     "SetResult",
     "check_withhold",
+    "detected_mask",
     "evaluate",
     "model_bands",
     "predict_pair",
@@ -198,10 +206,47 @@ def predict_pair(
     return out
 
 
-def score_pair(pair: ChangePair, prob: np.ndarray, threshold: float, min_area_m2: float) -> PairResult:
-    """Threshold ``prob`` (``>= threshold`` is change) and score it against the pair's label."""
-    pred = prob >= threshold
+# soilwatch detect's defaults: opening then closing by this many pixels; image edges it leaves out
+DETECT_OPEN_PX = DetectOptions.open_px
+DETECT_CLOSE_PX = DetectOptions.close_px
+DETECT_BORDER_PX = DetectOptions.border_px
+_FOUR = ndimage.generate_binary_structure(2, 1)
+
+
+def detected_mask(prob: np.ndarray, threshold: float, min_px: int) -> np.ndarray:
+    """The change raster behind the patches ``soilwatch detect`` writes for ``prob`` of a whole image: the
+    image's outer ``border_px`` left out, thresholded, opened and closed (:func:`detector.vectorize.clean_mask`),
+    holes under ``min_px`` pixels filled and patches (4-connected, as the detector's polygons) under ``min_px``
+    pixels dropped. Only the polygon simplification (at most half a pixel) and the sliver filter are not
+    reproduced."""
+    b = DETECT_BORDER_PX
+    inside = np.zeros(prob.shape, dtype=bool)
+    inside[b : prob.shape[0] - b, b : prob.shape[1] - b] = True
+    mask = clean_mask(prob >= threshold, inside, open_px=DETECT_OPEN_PX, close_px=DETECT_CLOSE_PX)
+    # a hole is a background component (8-connected: the complement of 4-connected patches) off the border
+    holes, n_holes = ndimage.label(~mask, structure=np.ones((3, 3), dtype=bool))
+    if n_holes:
+        area = np.bincount(holes.ravel(), minlength=n_holes + 1)
+        edge = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+        fill = area < min_px
+        fill[0] = False
+        fill[edge] = False
+        mask |= fill[holes]
+    patches, n = ndimage.label(mask, structure=_FOUR)
+    if n:
+        keep = np.bincount(patches.ravel(), minlength=n + 1) >= min_px
+        keep[0] = False
+        mask = keep[patches]
+    return mask
+
+
+def score_pair(
+    pair: ChangePair, prob: np.ndarray, threshold: float, min_area_m2: float, *, as_detected: bool = False
+) -> PairResult:
+    """Threshold ``prob`` (``>= threshold`` is change) and score it against the pair's label; with
+    ``as_detected`` the map first goes through the detector's raster steps (:func:`detected_mask`)."""
     cut = min_area_px(min_area_m2, pair.resolution_m)
+    pred = detected_mask(prob, threshold, cut) if as_detected else prob >= threshold
     return PairResult(
         set_name=pair.set_name,
         name=pair.name,
@@ -233,6 +278,7 @@ def evaluate(
     min_area_m2: float = 200.0,
     on_pair: Callable[[PairResult], None] | None = None,
     withhold: Sequence[str] = (),
+    as_detected: bool = False,
 ) -> EvalReport:
     """Run ``model`` on every pair of ``index`` and score it.
 
@@ -245,6 +291,8 @@ def evaluate(
         on_pair: called after each pair (progress reporting).
         withhold: optional bands (e.g. ``("nir",)``) kept from the model although the data has them, to measure
             what they add. A band the model requires, or an unknown name, raises :class:`EvaluationError`.
+        as_detected: score the map after the detector's own clean-up and area filter (:func:`detected_mask`)
+            instead of the bare thresholded map.
     """
     withhold = check_withhold(model, withhold)
     thr = model.info.threshold if threshold is None else float(threshold)
@@ -257,7 +305,7 @@ def evaluate(
         for f in files:
             pair = read_pair(f)
             prob = predict_pair(model, pair.before, pair.after, pair.bands, withhold=withhold)
-            pr = score_pair(pair, prob, thr, min_area_m2)
+            pr = score_pair(pair, prob, thr, min_area_m2, as_detected=as_detected)
             result.pairs.append(pr)
             result.resolution_m.append(pair.resolution_m)
             log.info("%s/%s: pixel F1 %.3f", set_name, f.name, pr.pixel.f1)
@@ -265,19 +313,30 @@ def evaluate(
                 on_pair(pr)
     return EvalReport(
         model=_describe_model(model, spec or model.info.label), data=str(index.root),
-        rule=scoring_rule(thr, min_area_m2, withhold), sets=sets
+        rule=scoring_rule(thr, min_area_m2, withhold, as_detected=as_detected), sets=sets
     )
 
 
-def scoring_rule(threshold: float, min_area_m2: float, withhold: Sequence[str] = ()) -> dict[str, Any]:
+def scoring_rule(
+    threshold: float, min_area_m2: float, withhold: Sequence[str] = (), *, as_detected: bool = False
+) -> dict[str, Any]:
     """How a report's scores were counted (its ``rule``)."""
+    pixels = (
+        f"valid pixels only; pixel scores of the map as soilwatch detect writes it (the image's outer "
+        f"{DETECT_BORDER_PX} px left out, thresholded, opened by {DETECT_OPEN_PX} px and closed by "
+        f"{DETECT_CLOSE_PX} px, holes and 4-connected patches under the minimum area filled/dropped); pooled by "
+        "counts"
+        if as_detected
+        else "valid pixels only; pixel scores of the thresholded map before any area filter; pooled by counts"
+    )
     return {
         "threshold": threshold,
         "min_area_m2": min_area_m2,
         "connectivity": 8,
         "hit_iou": HIT_IOU,
         "hit_cover": HIT_COVER,
-        "pixels": "valid pixels only; pixel scores of the thresholded map before any area filter; pooled by counts",
+        "as_detected": as_detected,
+        "pixels": pixels,
         "objects": OBJECT_RULE,
         "withheld_bands": list(withhold),
     }

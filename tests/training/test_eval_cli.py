@@ -188,3 +188,18 @@ def test_withhold_bands_on_the_command_line(
         assert _run("--data", str(fake_data), "--withhold-bands", bad) == 2
         err = capsys.readouterr().err
         assert "--withhold-bands" in err and needle in err
+
+
+def test_as_detected_scores_the_detectors_map(fake_data: Path, tmp_path: Path, test_models: None) -> None:
+    reports = {}
+    for flag in ((), ("--as-detected",)):
+        out = tmp_path / f"r{len(flag)}.json"
+        assert _run("--data", str(fake_data), "--model", "test-perfect", "--json", str(out), *flag) == 0
+        reports[bool(flag)] = json.loads(out.read_text())
+    assert reports[True]["rule"]["as_detected"] is True and reports[False]["rule"]["as_detected"] is False
+    assert "soilwatch detect" in reports[True]["rule"]["pixels"]
+    # the same model, fewer predicted pixels: the detector leaves the image's outer 2 px out
+    predicted = {k: r["overall"]["pixel"]["tp"] + r["overall"]["pixel"]["fp"] for k, r in reports.items()}
+    assert 0 < predicted[True] < predicted[False]
+    api = evaluate(get_model("test-perfect"), index_data(fake_data), as_detected=True).as_dict()
+    assert api["overall"]["pixel"] == reports[True]["overall"]["pixel"]

@@ -27,7 +27,7 @@ def _fmt(v: float) -> str:
 
 def _table(report: EvalReport) -> Table:
     t = Table(title=f"{report.model['label']} on {report.data} (threshold {report.rule['threshold']:g}, "
-              f"min area {report.rule['min_area_m2']:g} m²)")
+              f"min area {report.rule['min_area_m2']:g} m²{', as detected' if report.rule['as_detected'] else ''})")
     for col in ("set", "pairs", "px P", "px R", "px F1", "px IoU", "obj P", "obj R", "objects pred/true"):
         t.add_column(col, justify="left" if col == "set" else "right")
     rows = [(k, len(s.pairs), s.pixel, s.objects) for k, s in report.sets.items()]
@@ -88,6 +88,11 @@ def eval_cmd(
         None, "--withhold-bands", help="Comma-separated optional bands to keep from the model although the data "
         "has them (e.g. nir), to measure what they add. Default: the model gets every band it can use.",
     ),
+    as_detected: bool = typer.Option(
+        False, "--as-detected", help="Score the map soilwatch detect would turn into patches: after its clean-up "
+        "(opening and closing by 1 px, 2 px image border left out), with holes and patches under --min-area-m2 "
+        "filled/dropped also for the pixel scores. Default: the bare thresholded map.",
+    ),
 ) -> None:
     """Score a change model on labelled before/after pairs: pixel precision/recall/F1/IoU and object
     precision/recall of the change class, per set and pooled over all sets.
@@ -129,7 +134,7 @@ def eval_cmd(
         err.print(f"[dim]{done[0]}/{index.n_pairs} {pr.set_name}/{pr.name}[/dim]", highlight=False)
 
     report = evaluate(change_model, index, spec=model, threshold=threshold, min_area_m2=min_area_m2,
-                      on_pair=progress, withhold=withhold)
+                      on_pair=progress, withhold=withhold, as_detected=as_detected)
     Console().print(_table(report))
     if json_out is not None:
         try:
