@@ -5,7 +5,8 @@
 For every leave-one-set-out config (``training/configs/changenet_loso_*.yaml``) it trains the model (or, when the
 config is the shipped recipe with only its name and scored sets changed, scores the shipped weights, which are the
 same model), scores it on its held-out set, scores the spectral baseline on the same set, and prints one Markdown
-row per model as in ``models/weights/MODEL_CARD.md``. About 20 minutes on 2 CPU cores.
+row per model as in ``models/weights/MODEL_CARD.md``. About 20 minutes on 2 CPU cores. ``--as-detected`` scores the
+map ``soilwatch detect`` writes instead of the bare thresholded one (``soilwatch eval --as-detected``).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def heldout_rows(
     root: Path | None = None,
     shipped: tuple[Path, Path] | None = None,
     say: Callable[[str], None] = print,
+    as_detected: bool = False,
 ) -> list[dict[str, Any]]:
     """Train (or reuse) and score each leave-one-set-out config; returns one dict per held-out set with the
-    model's and the baseline's scores. ``shipped``: (its config, its weights) to reuse for an identical recipe."""
+    model's and the baseline's scores. ``shipped``: (its config, its weights) to reuse for an identical recipe.
+    ``as_detected``: score as :func:`training.evaluate.evaluate` does with that flag."""
     from models import get_model
     from models.changenet import load_change_model
     from training.data import index_data
@@ -71,10 +74,10 @@ def heldout_rows(
             train(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_sets=())), weights, root=data,
                   command=f"python -m training.reproduce ({path.name})", progress=say)  # fmt: skip
             source = str(weights)
-        model = evaluate(load_change_model(weights), index, spec=str(weights)).as_dict()
-        base = evaluate(baseline, index, spec="baseline").as_dict()
+        model = evaluate(load_change_model(weights), index, spec=str(weights), as_detected=as_detected).as_dict()
+        base = evaluate(baseline, index, spec="baseline", as_detected=as_detected).as_dict()
         for name in cfg.data.eval_sets:
-            rows.append({"set": name, "config": path.name, "weights": source,
+            rows.append({"set": name, "config": path.name, "weights": source, "as_detected": as_detected,
                          "model": model["sets"][name], "baseline": base["sets"][name]})  # fmt: skip
             say(markdown_row(f"**{name}** ChangeNet held out", model["sets"][name]))
             say(markdown_row(f"{name} baseline", base["sets"][name]))
@@ -86,13 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="shared data folder (default: as soilwatch train)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/sw_runs"), help="weights of the held-out models")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--as-detected", action="store_true",
+                        help="score the map soilwatch detect writes (as soilwatch eval --as-detected)")
     args = parser.parse_args(argv)
     from models.changenet import SHIPPED_WEIGHTS
     from training.errors import TrainingError
 
     configs = sorted(CONFIGS.glob("changenet_loso_*.yaml"))
     try:
-        rows = heldout_rows(configs, args.out, root=args.data, shipped=(SHIPPED_CONFIG, SHIPPED_WEIGHTS))
+        rows = heldout_rows(configs, args.out, root=args.data, shipped=(SHIPPED_CONFIG, SHIPPED_WEIGHTS),
+                            as_detected=args.as_detected)
     except (TrainingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from training.reproduce import heldout_rows, main
@@ -27,7 +28,9 @@ def _config(folder: Path, name: str, train_sets: list[str], eval_sets: list[str]
     return path
 
 
-def test_trains_each_held_out_model_and_reuses_the_shipped_recipe(tmp_path: Path, fake_data: Path) -> None:
+def test_trains_each_held_out_model_and_reuses_the_shipped_recipe(
+    tmp_path: Path, fake_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from training.train import load_config, train
 
     configs = tmp_path / "configs"
@@ -46,6 +49,16 @@ def test_trains_each_held_out_model_and_reuses_the_shipped_recipe(tmp_path: Path
     for row in rows:
         assert 0 <= row["model"]["pixel"]["f1"] <= 1 and row["baseline"]["object"]["true"] > 0
     assert any(line.startswith("| **tifset** ChangeNet held out | ") for line in lines)
+    # the same models scored as soilwatch detect delivers them: every map goes through the detector's raster steps
+    import training.evaluate
+
+    calls: list[int] = []
+    real = training.evaluate.detected_mask
+    monkeypatch.setattr(training.evaluate, "detected_mask", lambda *a: calls.append(1) or real(*a))
+    detected = heldout_rows([same_recipe], tmp_path / "runs", root=fake_data, shipped=(shipped_cfg, shipped_pt),
+                            say=lines.append, as_detected=True)  # fmt: skip
+    assert detected[0]["as_detected"] is True and rows[0]["as_detected"] is False
+    assert len(calls) == 2  # the one tifset pair, for the model and for the baseline
 
 
 def test_missing_data_is_one_clear_error(tmp_path: Path, capsys) -> None:
