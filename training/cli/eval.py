@@ -14,7 +14,15 @@ from rich.table import Table
 from detector.cli.options import load_model_config
 from training.data import index_data
 from training.errors import DatasetNotFoundError, EvaluationError, TrainingError
-from training.evaluate import EvalReport, PairResult, check_withhold, evaluate
+from training.evaluate import (
+    DETECT_BORDER_PX,
+    DETECT_CLOSE_PX,
+    DETECT_OPEN_PX,
+    EvalReport,
+    PairResult,
+    check_withhold,
+    evaluate,
+)
 
 __all__ = ["eval_cmd"]
 
@@ -90,8 +98,9 @@ def eval_cmd(
     ),
     as_detected: bool = typer.Option(
         False, "--as-detected", help="Score the map soilwatch detect would turn into patches: after its clean-up "
-        "(opening and closing by 1 px, 2 px image border left out), with holes and patches under --min-area-m2 "
-        "filled/dropped also for the pixel scores. Default: the bare thresholded map.",
+        f"(opening by {DETECT_OPEN_PX} px and closing by {DETECT_CLOSE_PX} px, the image's outer {DETECT_BORDER_PX} px "
+        "left out), with holes and patches under --min-area-m2 filled/dropped, for the pixel scores too. Default: "
+        "the bare thresholded map.",
     ),
 ) -> None:
     """Score a change model on labelled before/after pairs: pixel precision/recall/F1/IoU and object
