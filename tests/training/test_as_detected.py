@@ -48,9 +48,9 @@ class _DiffModel:
 
 
 def test_detected_mask_is_what_the_detector_writes(tmp_path: Path) -> None:
-    """The same probabilities through the real detector (tiles, seams, polygons, holes, area on the ellipsoid) and
-    through :func:`detected_mask` give the same pixels, up to the half-pixel simplification of the polygons and
-    areas measured on the ellipsoid."""
+    """The same probabilities through the real detector (tiles, seams, polygons, holes, minimum area) and through
+    :func:`detected_mask` give the same pixels, up to the half-pixel simplification of the polygons and areas
+    measured on the ellipsoid."""
     rng = np.random.default_rng(7)
     h, w = 230, 250
     before = rng.integers(90, 110, size=(3, h, w)).astype(np.uint8)
