@@ -321,13 +321,12 @@ def scoring_rule(
     threshold: float, min_area_m2: float, withhold: Sequence[str] = (), *, as_detected: bool = False
 ) -> dict[str, Any]:
     """How a report's scores were counted (its ``rule``)."""
-    pixels = (
-        f"valid pixels only; pixel scores of the map as soilwatch detect writes it (the image's outer "
-        f"{DETECT_BORDER_PX} px left out, thresholded, opened by {DETECT_OPEN_PX} px and closed by "
-        f"{DETECT_CLOSE_PX} px, holes and 4-connected patches under the minimum area filled/dropped); pooled by "
-        "counts"
+    scored = (
+        f"the map as soilwatch detect writes it (the image's outer {DETECT_BORDER_PX} px left out, thresholded, "
+        f"opened by {DETECT_OPEN_PX} px and closed by {DETECT_CLOSE_PX} px, holes and 4-connected patches under the "
+        "minimum area filled/dropped)"
         if as_detected
-        else "valid pixels only; pixel scores of the thresholded map before any area filter; pooled by counts"
+        else "the thresholded map before any area filter"
     )
     return {
         "threshold": threshold,
@@ -336,7 +335,7 @@ def scoring_rule(
         "hit_iou": HIT_IOU,
         "hit_cover": HIT_COVER,
         "as_detected": as_detected,
-        "pixels": pixels,
+        "pixels": f"valid pixels only; pixel scores of {scored}; pooled by counts",
         "objects": OBJECT_RULE,
         "withheld_bands": list(withhold),
     }
