@@ -17,10 +17,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.child import run_measured  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -77,19 +82,8 @@ def main() -> None:
                     "--workers",
                     str(workers),
                 ]
-            # a fresh interpreter per run, so ru_maxrss of RUSAGE_CHILDREN is this run's peak
-            wrapper = [
-                sys.executable,
-                "-c",
-                "import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True);"
-                "r=resource.getrusage(resource.RUSAGE_CHILDREN);print(r.ru_maxrss,r.ru_utime+r.ru_stime)",
-                *cmd,
-            ]
-            load_before = os.getloadavg()[0]
-            t1 = time.perf_counter()
-            res = subprocess.run(wrapper, check=True, capture_output=True, text=True)
-            wall = time.perf_counter() - t1
-            peak_kb, cpu_s = res.stdout.strip().splitlines()[-1].split()
+            run = run_measured(cmd)
+            wall = run.pop("wall_s")
             rows.append(
                 {
                     "model": model,
@@ -97,10 +91,7 @@ def main() -> None:
                     "seconds": round(wall, 1),
                     "mpx_per_s": round(mpx / wall, 2),
                     "km2_per_s": round(km2 / wall, 2),
-                    "cpu_s": round(float(cpu_s), 1),
-                    "peak_rss_mb": round(int(peak_kb) / 1024),
-                    # CPU time is what the run needed; wall time also depends on what else ran
-                    "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                    **run,
                 }
             )
             print(rows[-1], flush=True)

@@ -16,10 +16,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.child import run_measured  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -40,23 +45,15 @@ def main() -> None:
         weights = OUT / f"selftrained_{size}.pt"
         cmd = [soilwatch, "-q", "train", "--before", str(pair.before), "--after", str(pair.after), "--self-train",
                "--init", "shipped", "--steps", str(args.steps), "-o", str(weights), "--overwrite"]
-        # a fresh interpreter per run, so ru_maxrss of RUSAGE_CHILDREN is this run's peak
-        wrapper = [sys.executable, "-c",
-                   "import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True);"
-                   "r=resource.getrusage(resource.RUSAGE_CHILDREN);print(r.ru_maxrss,r.ru_utime+r.ru_stime)", *cmd]
-        load_before = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        res = subprocess.run(wrapper, check=True, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        peak_kb, cpu_s = res.stdout.strip().splitlines()[-1].split()
+        run = run_measured(cmd)
         side = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
         mpx = size * size / 1e6
-        rows.append({"size_px": size, "mpx": mpx, "steps": args.steps, "wall_s": round(wall, 1),
+        rows.append({"size_px": size, "mpx": mpx, "steps": args.steps, "wall_s": round(run["wall_s"], 1),
                      "prepare_s": side["prepare_seconds"], "train_s": side["train_seconds"],
                      "prepare_mpx_per_s": round(mpx / side["prepare_seconds"], 2),
-                     "cpu_s": round(float(cpu_s), 1), "peak_rss_mb": round(int(peak_kb) / 1024),
+                     "cpu_s": run["cpu_s"], "peak_rss_mb": run["peak_rss_mb"],
                      "pseudo_labels": side["data"]["pseudo_labels"], "device": side["device"],
-                     "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+                     "load_avg_1min": run["load_avg_1min"]})
         print(rows[-1], flush=True)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "runs": rows}
