@@ -54,6 +54,7 @@ __all__ = [
     "TorchChangeModel",
     "build_network",
     "ENCODERS",
+    "encoder_block_count",
     "MNV3_WEIGHTS_ENV",
     "MNV3_FILE",
     "MNV3_PACKAGE",
@@ -216,6 +217,11 @@ class _TappedEncoder(nn.Module):
         raise NotImplementedError
 
     @staticmethod
+    def block_count(config: ChangeNetConfig) -> int:
+        """How many blocks (after the stem) this encoder has: the most ``freeze_blocks`` can freeze."""
+        raise NotImplementedError
+
+    @staticmethod
     def pretrained_state(config: ChangeNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """``(state_dict for this encoder, provenance)`` of its pretrained start."""
         raise NotImplementedError
@@ -256,6 +262,10 @@ class _Encoder(_TappedEncoder):
         return [self._conv_stem, self._bn0, *self._blocks[:n_blocks]]
 
     @staticmethod
+    def block_count(config: ChangeNetConfig) -> int:
+        return config.encoder_blocks
+
+    @staticmethod
     def pretrained_state(config: ChangeNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return pretrained_encoder_state(config.encoder_blocks)
 
@@ -293,6 +303,10 @@ class _MobileNetV3Encoder(_TappedEncoder):
         return list(self.features[: n_blocks + 1])  # features[0] is the stem, features[1:] the blocks
 
     @staticmethod
+    def block_count(config: ChangeNetConfig) -> int:
+        return _MNV3_TAPS[-1]
+
+    @staticmethod
     def pretrained_state(config: ChangeNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return pretrained_mnv3_state()
 
@@ -307,6 +321,11 @@ _ENCODER_CLASSES: dict[str, type[_TappedEncoder]] = {"lite0": _Encoder, "mnv3": 
 #: aerial-imagery model, see :func:`pretrained_mnv3_state`; the shipped network) or ``lite0`` (EfficientNet-Lite0,
 #: ImageNet; the shipped network until 2026-12-06)
 ENCODERS = tuple(_ENCODER_CLASSES)
+
+
+def encoder_block_count(config: ChangeNetConfig) -> int:
+    """Blocks after the stem in ``config``'s encoder: ``freeze_blocks`` may be 0 to this (12 for ``mnv3``)."""
+    return _ENCODER_CLASSES[config.encoder].block_count(config)
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:

@@ -183,7 +183,7 @@ class TrainConfig:
             raise TrainingError(f"optim.ground_batch must be >= 1 and optim.ground_weight >= 0 in {where}")
         if cfg.optim.distill_from and not 0 < cfg.optim.distill_weight <= 1:
             raise TrainingError(f"optim.distill_weight must be in (0, 1] in {where}; got {cfg.optim.distill_weight!r}")
-        from models.changenet import ENCODER_DEPTHS, ENCODERS
+        from models.changenet import ENCODER_DEPTHS, ENCODERS, ChangeNetConfig, encoder_block_count
 
         if cfg.model.encoder not in ENCODERS:
             raise TrainingError(f"model.encoder must be one of {ENCODERS!r} in {where}; got {cfg.model.encoder!r}")
@@ -194,8 +194,11 @@ class TrainConfig:
                                 f"got {cfg.model.encoder_blocks!r}")
         if not 0 <= cfg.augment.nir_dropout <= 1:
             raise TrainingError(f"augment.nir_dropout must be in [0, 1] in {where}")
-        if not 0 <= cfg.model.freeze_blocks <= cfg.model.encoder_blocks:
-            raise TrainingError(f"model.freeze_blocks must be in [0, model.encoder_blocks] in {where}")
+        arch = ChangeNetConfig(encoder=cfg.model.encoder, encoder_blocks=cfg.model.encoder_blocks)
+        blocks = encoder_block_count(arch)
+        if not 0 <= cfg.model.freeze_blocks <= blocks:
+            raise TrainingError(f"model.freeze_blocks must be in [0, {blocks}] for the {cfg.model.encoder} encoder "
+                                f"in {where}; got {cfg.model.freeze_blocks!r}")
         for entry in cfg.data.exclude_pairs:
             set_name, _, pair = str(entry).partition("/")
             if not pair or set_name not in cfg.data.train_sets:

@@ -18,6 +18,7 @@ from models.changenet import (
     ChangeNet,
     ChangeNetConfig,
     build_network,
+    encoder_block_count,
     load_weights,
     save_weights,
 )
@@ -89,6 +90,22 @@ def test_every_encoder_has_its_scaling_and_freezes_its_own_stem_and_first_blocks
     zero = net.encoder.scale(torch.zeros(1, 3, 1, 1)).flatten()
     expected = {"lite0": [-127 / 128] * 3, "mnv3": [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]}[encoder]
     torch.testing.assert_close(zero, torch.tensor(expected))
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_freezing_every_block_freezes_the_whole_encoder(encoder: str) -> None:
+    """``encoder_block_count`` is the real number of blocks after the stem: freezing that many leaves no encoder
+    weight trainable (the decoder still trains), and one block fewer leaves the last block trainable."""
+    config = ChangeNetConfig(encoder=encoder)
+    n = encoder_block_count(config)
+    assert n == {"lite0": 8, "mnv3": 12}[encoder]
+    net = ChangeNet(config)
+    net.freeze_encoder_blocks(n)
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+    assert all(p.requires_grad for name, p in net.named_parameters() if not name.startswith("encoder."))
+    net = ChangeNet(config)
+    net.freeze_encoder_blocks(n - 1)
+    assert any(p.requires_grad for p in net.encoder.parameters())
 
 
 def test_deeper_encoder_option_keeps_the_budget_and_round_trips(tmp_path: Path) -> None:

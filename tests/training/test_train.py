@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -67,14 +68,15 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     ("model:\n  encoder_blocks: 9\n", "model.encoder_blocks"),
     ("model:\n  encoder: resnet\n", "model.encoder"),
     ("model:\n  encoder: mnv3\n  nir: true\n", "model.nir"),
-    ("model:\n  freeze_blocks: 9\n", "model.freeze_blocks"),
+    ("model:\n  freeze_blocks: 9\n", "model.freeze_blocks must be in [0, 8] for the lite0"),
+    ("model:\n  encoder: mnv3\n  freeze_blocks: 13\n", "model.freeze_blocks must be in [0, 12] for the mnv3"),
     ("augment:\n  nir_dropout: 2\n", "augment.nir_dropout"),
 ])
 def test_out_of_range_options_are_named(tmp_path: Path, text: str, what: str) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("data:\n  synthetic_fraction: 1.0\n" + text if not text.startswith("data") else
                  text.replace("data:\n", "data:\n  synthetic_fraction: 1.0\n"))
-    with pytest.raises(TrainingError, match=what.replace(".", r"\.")):
+    with pytest.raises(TrainingError, match=re.escape(what)):
         load_config(p)
 
 
