@@ -69,7 +69,10 @@ def scan(
                                          "(default: local processes)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
     unit_px: int | None = typer.Option(None, "--unit-px", min=64, help="Work-unit size in pixels (default 2048)."),
-    model: str | None = typer.Option(None, "--model", help="Registered model name (default: baseline)."),
+    model: str | None = typer.Option(None, "--model", help="Registered model name or weights file (default: auto, "
+                                     "the learned model for two dates at 5 m or finer, else the baseline)."),
+    self_train: bool | None = typer.Option(None, "--self-train/--no-self-train", help="Adapt the learned model to "
+                                           "each pair before detecting it (default: off; more than twice the time)."),
     work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Mosaics (VRT) go here; shared storage on a cluster."
     ),
@@ -96,7 +99,7 @@ def scan(
     given: dict[str, Any] = {
              "inbox": inbox, "scheduler": scheduler, "workers": workers, "unit_px": unit_px, "model": model,
              "work_dir": work_dir, "report_dir": report_dir, "webhook_url": webhook, "date_pattern": date_pattern,
-             "max_attempts": max_attempts}  # fmt: skip
+             "max_attempts": max_attempts, "self_train": self_train}  # fmt: skip
     options = NightlyOptions(**{k: v for k, v in given.items() if v is not None})
     unit_logger = logging.getLogger("service.nightly.units")
     if logging.getLogger().level > logging.INFO and unit_logger.level == logging.NOTSET and logging.getLogger().level \

@@ -34,6 +34,13 @@ class NightlyOptions(BaseSettings):
         description="A model name, a weights file, or auto: the learned model for two dates at 5 m or finer, else the "
         "spectral baseline (detector.auto).",
     )
+    self_train: bool = Field(
+        default=False,
+        description="Adapt the learned model to each pair of new and earlier imagery before detecting it "
+        "(self-training on its own confident predictions, as soilwatch train --self-train); more than twice the scan "
+        "time, no gain at 10 m. Off by default.",
+    )
+    self_train_steps: int = Field(default=100, ge=1, description="Fine-tune steps of each self-training.")
     unit_px: int = Field(default=2048, ge=64, description="Work units: blocks of this many pixels on the before grid.")
     workers: int | None = Field(default=None, ge=1, description="Local processes; default: all cores.")
     scheduler: str | None = Field(default=None, description="Dask scheduler address, e.g. tcp://host:8786.")

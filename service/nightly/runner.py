@@ -15,7 +15,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.core.config import Settings
 from service.geometry import WGS84, reproject
 from service.models import Imagery, NightlyJob, NightlyRun, Scan, ScanUnit, utcnow
+from service.nightly.adapt import adapt_to_pair
 from service.nightly.config import NightlyOptions
 from service.nightly.discover import Discovery, discover_inbox
 from service.nightly.executors import Outcome, UnitExecutor
@@ -96,7 +97,7 @@ def run_nightly(
                 result.discovery = discover_inbox(factory, options.inbox, extensions=options.extensions,
                                                   date_pattern=options.date_pattern)  # fmt: skip
         with _Timer(t, "plan_s"):
-            _plan_jobs(factory, run.id, options, work_dir)
+            _plan_jobs(factory, run.id, options, work_dir, t)
         with factory() as session:
             jobs = session.scalars(
                 select(NightlyJob).where(NightlyJob.run_id == run.id).order_by(NightlyJob.after_date, NightlyJob.id)
@@ -148,8 +149,10 @@ def _paths(session: Session, ids: tuple[int, ...], work_dir: Path, name: str, da
     return str(write_mosaic(paths, work_dir / "mosaics" / f"{name}.vrt", date=date))
 
 
-def _plan_jobs(factory: sessionmaker[Session], run_id: int, options: NightlyOptions, work_dir: Path) -> None:
-    """Create the jobs of the scenes not yet scanned (each committed on its own, with its plan)."""
+def _plan_jobs(factory: sessionmaker[Session], run_id: int, options: NightlyOptions, work_dir: Path,
+               timings: dict[str, float]) -> None:  # fmt: skip
+    """Create the jobs of the scenes not yet scanned (each committed on its own, with its plan); with
+    ``options.self_train`` each pair's model is first adapted to it (:mod:`service.nightly.adapt`)."""
     from detector.auto import resolve_options
     from detector.errors import DetectorError
     from detector.pipeline import DetectOptions, plan_detection, prepare_model
@@ -178,6 +181,12 @@ def _plan_jobs(factory: sessionmaker[Session], run_id: int, options: NightlyOpti
                                          str(spec.before_date))  # fmt: skip
                 opts = resolve_options(DetectOptions(model=options.model, before_date=str(spec.before_date),
                                                      after_date=str(spec.after_date)), job.before_path)  # fmt: skip
+                if options.self_train:
+                    with _Timer(timings, "self_train_s"):
+                        adapted = adapt_to_pair(opts.model, job.before_path, job.after_path,
+                                                work_dir / "adapted" / f"{key[:16]}.pt", steps=options.self_train_steps)
+                    opts = replace(opts, model=adapted.model)
+                    job.message = adapted.note
                 if opts.model not in models:
                     models[opts.model] = prepare_model(opts)
                 plan = plan_detection(job.before_path, job.after_path, options=opts, model=models[opts.model])
@@ -310,9 +319,9 @@ def _merge_job(factory: sessionmaker[Session], settings: Settings, job: NightlyJ
         scan.district_code = districts.pop() if len(districts) == 1 else None
         scan.message = f"nightly run {job.run_id}: {len(created)} patches" + (
             f", {failed} units failed" if failed else "")
+        notes = [job.message, f"{len(created)} patches; {failed} of {len(units)} units failed" if failed else None]
         session.execute(update(NightlyJob).where(NightlyJob.id == job.id).values(
-            scan_id=scan.id, patch_count=len(created),
-            message=f"{len(created)} patches; {failed} of {len(units)} units failed" if failed else None))
+            scan_id=scan.id, patch_count=len(created), message="; ".join(n for n in notes if n) or None))
         session.commit()
     timings["write_s"] = timings.get("write_s", 0.0) + time.perf_counter() - t1
     log.info("job %s: %d patches written (scan %s)", job.id, len(created), scan.id)
