@@ -52,9 +52,9 @@ def adapt_to_pair(model: str, before: str, after: str, out: Path, *, steps: int 
                   threads: int | None = None) -> Adaptation:  # fmt: skip
     """Self-train ``model`` (a resolved name or a .pt file) on one pair and return the weights to scan with."""
     from detector.errors import DetectorError
-    from models.changenet import load_weights
+    from models.changenet import SHIPPED_WEIGHTS, file_sha256, load_weights
     from models.errors import WeightsError
-    from training.bureau import FinetuneConfig, finetune
+    from training.bureau import INIT_SHIPPED, FinetuneConfig, finetune
     from training.errors import TrainingError
 
     init = _init_of(model)
@@ -66,7 +66,9 @@ def adapt_to_pair(model: str, before: str, after: str, out: Path, *, steps: int 
         except WeightsError as exc:
             log.warning("adapted weights %s are unusable (%s): self-training again", out, exc)
         else:
-            if meta.get("seed") == seed and meta.get("train_steps") == steps:
+            init_sha = file_sha256(SHIPPED_WEIGHTS if init == INIT_SHIPPED else init)
+            made_as_asked = meta.get("seed") == seed and meta.get("train_steps") == steps
+            if made_as_asked and (meta.get("init") or {}).get("sha256") == init_sha:  # not from an older model
                 return Adaptation(str(out), f"self-trained on this pair: {out.name} (from an earlier try)", True)
     cfg = FinetuneConfig(self_train=True, steps=steps, seed=seed, threads=threads or max(1, os.cpu_count() or 1),
                          warmup=min(20, max(1, steps // 5)), log_every=max(1, min(25, steps)))  # fmt: skip

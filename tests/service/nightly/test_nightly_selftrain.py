@@ -103,6 +103,13 @@ def test_adapted_weights_survive_a_kill_and_a_cut_short_file_is_made_again(tmp_p
     # asked for more steps than the file was trained with: not reused
     longer = adapt_to_pair("changenet", before, after, out, steps=STEPS + 1, threads=1)
     assert "earlier try" not in longer.note and load_weights(out)[1]["train_steps"] == STEPS + 1
+    # the model to adapt changed since (another weights file): not reused either
+    other = tmp_path / "other.pt"
+    shutil.copyfile(out, other)
+    shutil.copyfile(out.with_suffix(".json"), other.with_suffix(".json"))
+    newer = adapt_to_pair(str(other), before, after, out, steps=STEPS + 1, threads=1)
+    assert newer.adapted and "earlier try" not in newer.note
+    assert load_weights(out)[1]["init"]["sha256"] == file_sha256(other)
 
 
 def test_a_pair_that_cannot_be_adapted_is_scanned_with_the_model_as_it_is(sqlite_template, tmp_path: Path,
