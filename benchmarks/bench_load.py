@@ -104,6 +104,7 @@ class LoadOptions:
     keep: bool = False
     out_dir: Path = OUT
     timeout_s: float = 60.0  # per request; slower counts as a transport error
+    min_requests: int = 0  # the clients go on past the duration until this many requests were made (smoke test)
 
 
 @dataclass
@@ -262,7 +263,7 @@ async def _client(state: _State, opts: LoadOptions, index: int, deadline: float)
     rng = random.Random(opts.seed * 1000 + index)
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(base_url=state.base, timeout=opts.timeout_s, limits=limits) as http:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline or len(state.samples) < opts.min_requests:
             await _action(state, http, rng, rng.choices(KINDS, WEIGHTS)[0])
             if opts.think_ms:
                 await asyncio.sleep(opts.think_ms / 1000)
