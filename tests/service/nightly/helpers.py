@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from service.core.config import Settings
 from service.db import make_engine, make_sessionmaker
@@ -18,6 +20,13 @@ UNIT_PX = 128
 def options(inbox: Path | None, work: Path, **kw: Any) -> NightlyOptions:
     return NightlyOptions(inbox=inbox, unit_px=kw.pop("unit_px", UNIT_PX), work_dir=work, heartbeat_s=0.5,
                           _env_file=None, **kw)  # type: ignore[call-arg]  # fmt: skip
+
+
+def fresh_sqlite(template: Any, tmp_path: Path, name: str) -> Settings:
+    """Settings for a copy of the seeded SQLite ``template`` at ``tmp_path/<name>.db`` (data in ``tmp_path/<name>``)."""
+    path = tmp_path / f"{name}.db"
+    shutil.copyfile(make_url(template.url).database or "", path)
+    return Settings(data_dir=tmp_path / name, database_url=f"sqlite:///{path}", _env_file=None)  # type: ignore[call-arg]
 
 
 def run(settings: Settings, opts: NightlyOptions, executor: Any = None, **kw: Any) -> RunResult:

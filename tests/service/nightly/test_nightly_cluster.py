@@ -4,34 +4,25 @@ its units are redone and the patches are the same as an in-process run's, nothin
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
-from service.core.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.models import ScanUnit
 from service.nightly import DaskExecutor
 from tests.service.nightly import inbox as world
-from tests.service.nightly.helpers import options, patch_rows, run
+from tests.service.nightly.helpers import fresh_sqlite, options, patch_rows, run
 
 pytestmark = pytest.mark.slow
-
-
-def _fresh(template, tmp_path: Path, name: str) -> Settings:
-    path = tmp_path / f"{name}.db"
-    shutil.copyfile(make_url(template.url).database or "", path)
-    return Settings(data_dir=tmp_path / name, database_url=f"sqlite:///{path}", _env_file=None)  # type: ignore[call-arg]
 
 
 def test_a_local_cluster_gives_the_same_patches_even_when_a_worker_dies(sqlite_template, tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     inbox = world.write_inbox(tmp_path / "inbox", broken=False)
-    reference = _fresh(sqlite_template, tmp_path, "reference")
+    reference = fresh_sqlite(sqlite_template, tmp_path, "reference")
     run(reference, options(inbox, tmp_path / "work-ref", unit_px=128))
     expected = patch_rows(reference)
     assert len(expected) == len(world.SQUARES)
@@ -49,7 +40,7 @@ def test_a_local_cluster_gives_the_same_patches_even_when_a_worker_dies(sqlite_t
                     killed.append(pids[0])
                     os.kill(pids[0], signal.SIGKILL)  # mid-scan: the other units are queued or running
 
-            hit = _fresh(sqlite_template, tmp_path, "killed")
+            hit = fresh_sqlite(sqlite_template, tmp_path, "killed")
             result = run(hit, options(inbox, tmp_path / "work-killed", unit_px=128), executor, on_unit=kill_one_worker)
             assert killed and result.summary["failed_units"] == []
             engine = make_engine(hit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,13 +11,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from service.core.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.models import NightlyJob, NightlyRun, ScanUnit
 from tests.service.nightly import inbox as world
-from tests.service.nightly.helpers import options, patch_rows, run
+from tests.service.nightly.helpers import fresh_sqlite, options, patch_rows, run
 
 pytestmark = pytest.mark.slow
 SOILWATCH = str(Path(sys.executable).with_name("soilwatch"))
@@ -35,12 +33,6 @@ def _scan(settings: Settings, inbox: Path, work: Path) -> subprocess.Popen:
     )
 
 
-def _fresh(template, tmp_path: Path, name: str) -> Settings:
-    path = tmp_path / f"{name}.db"
-    shutil.copyfile(make_url(template.url).database or "", path)
-    return Settings(data_dir=tmp_path / name, database_url=f"sqlite:///{path}", _env_file=None)  # type: ignore[call-arg]
-
-
 def _units_done(factory) -> int:
     with factory() as session:
         return session.scalar(select(func.count()).select_from(ScanUnit)) or 0
@@ -48,7 +40,7 @@ def _units_done(factory) -> int:
 
 def test_kill_9_mid_scan_then_rerun_gives_the_same_database(sqlite_template, tmp_path: Path) -> None:
     # SQLite only (the in-process resume test runs on both engines): two real CLI runs are the slow part
-    settings = _fresh(sqlite_template, tmp_path, "scan")
+    settings = fresh_sqlite(sqlite_template, tmp_path, "scan")
     inbox = world.write_inbox(tmp_path / "inbox")
     engine = make_engine(settings)
     factory = make_sessionmaker(engine)
@@ -80,7 +72,7 @@ def test_kill_9_mid_scan_then_rerun_gives_the_same_database(sqlite_template, tmp
     engine.dispose()
 
     # the same inbox, scanned without interruption (in this process) into a fresh copy of the seeded database
-    ref = _fresh(sqlite_template, tmp_path, "reference")
+    ref = fresh_sqlite(sqlite_template, tmp_path, "reference")
     run(ref, options(inbox, tmp_path / "ref-work", unit_px=UNIT_PX))
     assert len(interrupted) == len(world.SQUARES)
     assert interrupted == patch_rows(ref)
@@ -90,7 +82,7 @@ def test_a_unit_that_kills_its_worker_process_fails_alone(sqlite_template, tmp_p
     from service.nightly import LocalExecutor
     from tests.service.nightly.faults import DEADLY, die_on_one_unit
 
-    settings = _fresh(sqlite_template, tmp_path, "oom")
+    settings = fresh_sqlite(sqlite_template, tmp_path, "oom")
     inbox = world.write_inbox(tmp_path / "inbox", broken=False)
     executor = LocalExecutor(2, task=die_on_one_unit)
     try:

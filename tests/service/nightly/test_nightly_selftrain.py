@@ -9,7 +9,6 @@ import pytest
 import torch
 import typer
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from models.changenet import SHIPPED_WEIGHTS, file_sha256, load_weights
@@ -19,16 +18,10 @@ from service.models import NightlyJob, Scan
 from service.nightly.adapt import adapt_to_pair
 from tests.fixtures import field_scene, write_tif
 from tests.service.nightly import inbox as world
-from tests.service.nightly.helpers import UNIT_PX, options, run
+from tests.service.nightly.helpers import UNIT_PX, fresh_sqlite, options, run
 
 pytestmark = pytest.mark.slow
 STEPS = 5  # a few steps: what is tested is the plumbing and the provenance, not the gain (MODEL_CARD.md has that)
-
-
-def _settings(template, tmp_path: Path) -> Settings:
-    path = tmp_path / "scan.db"
-    shutil.copyfile(make_url(template.url).database or "", path)
-    return Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{path}", _env_file=None)  # type: ignore[call-arg]
 
 
 def _jobs(settings: Settings) -> list[tuple[NightlyJob, Scan | None]]:
@@ -41,7 +34,7 @@ def _jobs(settings: Settings) -> list[tuple[NightlyJob, Scan | None]]:
 
 
 def test_scan_self_trains_each_pair_from_the_cli(sqlite_template, tmp_path: Path, monkeypatch) -> None:
-    settings = _settings(sqlite_template, tmp_path)
+    settings = fresh_sqlite(sqlite_template, tmp_path, "scan")
     inbox = world.write_inbox(tmp_path / "inbox", broken=False)
     monkeypatch.setenv("SOILWATCH_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("SOILWATCH_DATA_DIR", str(settings.data_dir))
@@ -122,7 +115,7 @@ def test_a_pair_that_cannot_be_adapted_is_scanned_with_the_model_as_it_is(sqlite
 
     # over the self-training memory cap: the scan goes on with the shipped model and says why
     monkeypatch.setattr("training.bureau._MAX_PSEUDO_PX", 10_000)
-    settings = _settings(sqlite_template, tmp_path)
+    settings = fresh_sqlite(sqlite_template, tmp_path, "scan")
     inbox = world.write_inbox(tmp_path / "inbox", broken=False)
     run(settings, options(inbox, tmp_path / "work", self_train=True, self_train_steps=STEPS))
     (_, _), (job, scan) = _jobs(settings)
