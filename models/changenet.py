@@ -366,8 +366,15 @@ class ChangeNet(nn.Module):
         (``h, w`` multiples of :data:`STRIDE`); needs ``config.ground_head``."""
         if not self.config.ground_head:
             raise ValueError("this ChangeNet has no ground head (ChangeNetConfig.ground_head)")
-        h, w = x.shape[-2:]
-        feats = self.encoder(self._scaled(x))[1:]  # strides 4, 8, 16
+        return self.ground_from_features(self.encoder(self._scaled(x)), x.shape[-2:])
+
+    def ground_from_features(self, feats: list[torch.Tensor], size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """The ground head alone, on the encoder's taps ``feats`` of one date (strides 2, 4, 8, 16), upsampled to
+        ``size``: training a head on a frozen encoder computes ``feats`` once, without gradients."""
+        if not self.config.ground_head:
+            raise ValueError("this ChangeNet has no ground head (ChangeNetConfig.ground_head)")
+        h, w = int(size[0]), int(size[1])
+        feats = feats[1:]  # strides 4, 8, 16
         y = self.ground_lateral[0](feats[0])
         for f, lat in zip(feats[1:], self.ground_lateral[1:], strict=True):
             y = y + F.interpolate(lat(f), size=y.shape[-2:], mode="bilinear", align_corners=False)
@@ -650,20 +657,21 @@ class TorchChangeModel:
             margin_px=32,
             tile_size=512,
             batch_size=4,
-            single_date=False,
+            # a file whose ground head was trained for bare soil (training.bare) also reads one date
+            single_date=bool(net.config.ground_head and meta.get("single_date")),
             resolution_m=(float(res[0]), float(res[1])),
-            extra={k: meta[k] for k in ("sha256", "training_command", "seed", "data") if k in meta},
+            extra={k: meta[k] for k in ("sha256", "training_command", "seed", "data", "bare_head") if k in meta},
         )
 
     def __repr__(self) -> str:
         return f"TorchChangeModel({self.info.label!r}, device={str(self.device)!r})"
 
     def predict(self, x: np.ndarray, bands: Sequence[str]) -> np.ndarray:
-        if x.ndim != 5 or x.shape[1] != 2:
-            raise ValueError(
-                f"x must be (batch, 2, bands, h, w) (before, after); got shape {x.shape!r}. "
-                f"{self.info.name} has no single-date mode: use the baseline for one image"
-            )
+        dates = 1 if self.info.single_date and x.ndim == 5 and x.shape[1] == 1 else 2
+        if x.ndim != 5 or x.shape[1] != dates:
+            one = (" or (batch, 1, bands, h, w) (one date: bare soil)" if self.info.single_date
+                   else f". {self.info.name} has no single-date mode: use the baseline or bareground for one image")
+            raise ValueError(f"x must be (batch, 2, bands, h, w) (before, after){one}; got shape {x.shape!r}")
         bands = list(bands)
         if bands[:3] != list(RGB) or len(bands) != x.shape[2]:
             raise BandsError(f"bands must start with red, green, blue and match x; got {bands!r}")
@@ -674,11 +682,12 @@ class TorchChangeModel:
             t = torch.from_numpy(np.ascontiguousarray(x[:, :, keep], dtype=np.float32)).to(self.device)
             if ph or pw:
                 b, c = t.shape[0], len(keep)
-                flat = t.reshape(b * 2 * c, 1, h, w)
+                flat = t.reshape(b * dates * c, 1, h, w)
                 mode = "reflect" if ph < h and pw < w else "replicate"
-                t = F.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, 2, c, h + ph, w + pw)
+                t = F.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, dates, c, h + ph, w + pw)
             per = _pairs_per_forward(t.shape[-2:]) if self.device.type == "cpu" else t.shape[0]
-            logits = torch.cat([self.net(t[i : i + per]) for i in range(0, t.shape[0], per)])
+            run = self.net if dates == 2 else (lambda one: self.net.ground(one[:, 0, :3]))
+            logits = torch.cat([run(t[i : i + per]) for i in range(0, t.shape[0], per)])
             return torch.sigmoid(logits)[:, 0, :h, :w].float().cpu().numpy()
 
 

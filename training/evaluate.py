@@ -180,14 +180,16 @@ def tile_windows(h: int, w: int, tile_size: int, margin_px: int) -> Iterator[tup
 
 
 def predict_pair(
-    model: ChangeModel, before: np.ndarray, after: np.ndarray, bands: Sequence[str], *, withhold: Sequence[str] = ()
+    model: ChangeModel, before: np.ndarray | None, after: np.ndarray, bands: Sequence[str], *,
+    withhold: Sequence[str] = ()
 ) -> np.ndarray:
     """Change probability float32 ``(h, w)`` for a normalised pair (float32 ``(bands, h, w)`` in [0, 1],
     bands named by ``bands``), run in windows of ``model.info.tile_size`` with ``margin_px`` context. Bands in
-    ``withhold`` are not handed to the model (see :func:`check_withhold`)."""
+    ``withhold`` are not handed to the model (see :func:`check_withhold`). ``before=None``: one date, for a
+    model with ``info.single_date`` (bare soil)."""
     use = model_bands(model, [b for b in bands if b not in withhold])
     idx = [list(bands).index(b) for b in use]
-    x = np.stack([before[idx], after[idx]])  # (2, c, h, w)
+    x = np.stack([after[idx]] if before is None else [before[idx], after[idx]])  # (dates, c, h, w)
     h, w = x.shape[-2:]
     out = np.zeros((h, w), dtype=np.float32)
     for core, outer in tile_windows(h, w, model.info.tile_size, model.info.margin_px):

@@ -65,6 +65,7 @@ class LandcoverTile:
     seasonal: np.ndarray | None = None
     built: np.ndarray | None = None
     water: np.ndarray | None = None
+    unknown: np.ndarray | None = None
 
     @cached_property
     def bare_index(self) -> np.ndarray:
@@ -82,8 +83,10 @@ class LandcoverTile:
         return f"LandcoverTile({self.name!r}, {h}x{w}, {self.resolution_m} m, bare {self.bare.mean():.1%})"
 
 
-def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set, set]:
-    """(codes are RGB triples, bare, ignored, seasonal, built and water codes) from ``set_dir/classes.csv``."""
+def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set, set, set]:
+    """(codes are RGB triples, bare, ignored, seasonal, built, water and unknown codes) from ``set_dir/classes.csv``.
+    ``unknown`` (``is_bare = unknown``): a class that may hide unlabelled bare ground, such as LoveDA's
+    background; the change pairs use it as they use any other class, the bare-soil head (training.bare) ignores it."""
     path = set_dir / "classes.csv"
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -93,7 +96,7 @@ def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set, set]:
     if not rows or "is_bare" not in rows[0] or not ({"code", "code_rgb"} & set(rows[0])):
         raise DataReadError(f"{str(path)!r} needs the columns code (or code_rgb) and is_bare")
     rgb = "code_rgb" in rows[0]
-    bare, ignore, seasonal, built, water = set(), set(), set(), set(), set()
+    bare, ignore, seasonal, built, water, unknown = set(), set(), set(), set(), set(), set()
     for row in rows:
         raw = row["code_rgb" if rgb else "code"]
         try:
@@ -101,6 +104,8 @@ def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set, set]:
         except ValueError as exc:
             raise DataReadError(f"{str(path)!r}: class code {raw!r} is not a number") from exc
         kind = row["is_bare"].strip().lower()
+        if kind == "unknown":
+            unknown.add(code)  # and, as before, into the class its name says (the change pairs use it so)
         if kind == "yes":
             bare.add(code)
         elif kind == "ignore":
@@ -113,7 +118,7 @@ def _class_codes(set_dir: Path) -> tuple[bool, set, set, set, set, set]:
             water.add(code)
     if not bare:
         raise DataReadError(f"{str(path)!r} marks no class as bare (is_bare = YES)")
-    return rgb, bare, ignore, seasonal, built, water
+    return rgb, bare, ignore, seasonal, built, water, unknown
 
 
 def _codes_in(mask: np.ndarray, codes: set, rgb: bool) -> np.ndarray:
@@ -143,7 +148,7 @@ def load_landcover(root: str | Path, sets: tuple[str, ...] | list[str]) -> list[
         set_dir = Path(root) / name
         if not (set_dir / "image").is_dir() or not (set_dir / "mask").is_dir():
             raise DataReadError(f"land-cover set {str(set_dir)!r} needs image/ and mask/ folders")
-        rgb, bare_codes, ignore_codes, seasonal_codes, built_codes, water_codes = _class_codes(set_dir)
+        rgb, bare_codes, ignore_codes, seasonal_codes, built_codes, water_codes, unknown_codes = _class_codes(set_dir)
         res = _resolution(name)
         for img_path in sorted(p for p in (set_dir / "image").iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES):
             mask_path = set_dir / "mask" / f"{img_path.stem}.png"
@@ -162,7 +167,7 @@ def load_landcover(root: str | Path, sets: tuple[str, ...] | list[str]) -> list[
                 name=f"{name}/{img_path.stem}", image=scaled.astype(np.float16),
                 bare=_codes_in(mask, bare_codes, rgb) & valid, valid=valid, resolution_m=res,
                 seasonal=_codes_in(mask, seasonal_codes, rgb) & valid, built=_codes_in(mask, built_codes, rgb) & valid,
-                water=_codes_in(mask, water_codes, rgb) & valid,
+                water=_codes_in(mask, water_codes, rgb) & valid, unknown=_codes_in(mask, unknown_codes, rgb) & valid,
             ))
     return tiles
 
@@ -170,7 +175,7 @@ def load_landcover(root: str | Path, sets: tuple[str, ...] | list[str]) -> list[
 def _crop(tile: LandcoverTile, rng: np.random.Generator, size: int, resolution_m: float,
           near: np.ndarray | None = None) -> augment.Sample:
     """A ``size``-pixel square of ``tile`` at about ``resolution_m`` (coarser if the tile is too small), as a
-    sample whose ``mask`` holds the bare, seasonal, built and water classes (channels 0-3). ``near``: flat
+    sample whose ``mask`` holds the bare, seasonal, built, water and unknown classes (channels 0-4). ``near``: flat
     indices to centre it on (one drawn at random)."""
     h, w = tile.bare.shape
     side = min(int(round(size * resolution_m / tile.resolution_m)), h, w)
@@ -183,7 +188,8 @@ def _crop(tile: LandcoverTile, rng: np.random.Generator, size: int, resolution_m
         r0, c0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     rs, cs = slice(r0, r0 + side), slice(c0, c0 + side)
     none = np.zeros((side, side), dtype=bool)
-    classes = [m[rs, cs] if m is not None else none for m in (tile.bare, tile.seasonal, tile.built, tile.water)]
+    layers = (tile.bare, tile.seasonal, tile.built, tile.water, tile.unknown)
+    classes = [m[rs, cs] if m is not None else none for m in layers]
     sample = {"image": tile.image[None, :, rs, cs].astype(np.float32), "mask": np.stack(classes).astype(np.uint8),
               "valid": tile.valid[None, rs, cs]}
     return augment.resize(sample, size)
