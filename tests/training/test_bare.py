@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyogrio
 import pytest
 import torch
 from PIL import Image
 
 from models.changenet import SHIPPED_WEIGHTS, load_change_model, load_weights
 from models.registry import load_model
+from soilwatch.cli import main
 from training import bare
 from training.errors import TrainingError
 from training.landcover import load_landcover
@@ -51,7 +53,7 @@ def test_unknown_classes_are_left_out_of_the_labels(landcover_root: Path, tiny: 
 
 
 def test_the_head_learns_bare_ground_and_the_change_map_stays_the_shipped_one(
-    landcover_root: Path, tiny: bare.BareConfig, tmp_path: Path
+    landcover_root: Path, tiny: bare.BareConfig, tmp_path: Path, pair: tuple[Path, Path]
 ) -> None:
     tiles = load_landcover(landcover_root, list(tiny.sets))
     net, losses = bare.train_bare_head(SHIPPED_WEIGHTS, tiles, tiny, on_log=lambda _: None)
@@ -68,15 +70,20 @@ def test_the_head_learns_bare_ground_and_the_change_map_stays_the_shipped_one(
     model = load_model(out)
     assert model.info.single_date
     rng = np.random.default_rng(1)
-    pair = rng.random((1, 2, 3, 80, 72), dtype=np.float32)
+    x = rng.random((1, 2, 3, 80, 72), dtype=np.float32)
     shipped = load_change_model()
-    assert np.array_equal(model.predict(pair, bare.RGB), shipped.predict(pair, bare.RGB))
-    one = model.predict(pair[:, 1:], bare.RGB)
+    assert np.array_equal(model.predict(x, bare.RGB), shipped.predict(x, bare.RGB))
+    one = model.predict(x[:, 1:], bare.RGB)
     assert one.shape == (1, 80, 72) and np.isfinite(one).all()
     score = bare.evaluate_bare(model, tiles)
     base_score = bare.evaluate_bare(load_model("baseline"), tiles)
     assert score.pixel.tp + score.pixel.fn == base_score.pixel.tp + base_score.pixel.fn == 3 * 30 * 50
     assert score.pixel.f1 > 0.5, score.as_dict()
+    # the detector takes such a file for one date, as it takes the baseline
+    patches = tmp_path / "bare.gpkg"
+    assert main(["-q", "detect", "-a", str(pair[1]), "--model", str(out), "-o", str(patches)]) == 0
+    table = pyogrio.read_dataframe(patches)
+    assert set(table["change_type"]) <= {"bare"} and table["model"].str.startswith("changenet").all()
 
 
 def test_a_change_file_refuses_one_date_and_says_what_to_use() -> None:
