@@ -670,7 +670,7 @@ class TorchChangeModel:
         dates = 1 if self.info.single_date and x.ndim == 5 and x.shape[1] == 1 else 2
         if x.ndim != 5 or x.shape[1] != dates:
             one = (" or (batch, 1, bands, h, w) (one date: bare soil)" if self.info.single_date
-                   else f". {self.info.name} has no single-date mode: use the baseline or bareground for one image")
+                   else f". {self.info.name} has no single-date mode: use the baseline for one image")
             raise ValueError(f"x must be (batch, 2, bands, h, w) (before, after){one}; got shape {x.shape!r}")
         bands = list(bands)
         if bands[:3] != list(RGB) or len(bands) != x.shape[2]:
