@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import ModelError
 from training import augment
 from training.errors import TrainingError
 from training.landcover import LandcoverTile, _crop, load_landcover
@@ -249,7 +250,8 @@ def _meta(base: str | Path, cfg: BareConfig, command: str, losses: list[float]) 
     return meta
 
 
-#: ``--protocol tiles``: three folds of held-out tiles (file stems), each with bare ground from both sets
+#: the ``tiles`` protocol of :func:`reproduce`: three folds of held-out tiles (file stems), each with bare ground
+#: from both sets
 TILE_FOLDS: tuple[frozenset[str], ...] = (
     frozenset({"11", "0", "1", "2", "3", "4", "5", "794214", "6399", "10233"}),
     frozenset({"15", "17", "6", "7", "8", "9", "10", "482365", "180902", "119"}),
@@ -341,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("-o", "--output", required=True)
     ev = sub.add_parser("eval", help="score one-date models on land-cover sets")
-    ev.add_argument("--model", action="append", required=True, help="baseline, bareground or a .pt (repeatable)")
+    ev.add_argument("--model", action="append", required=True,
+                    help="baseline or a .pt with a bare-soil head (repeatable)")
     ev.add_argument("--sets", default=",".join(LANDCOVER_SETS))
     ev.add_argument("--json")
     rp = sub.add_parser("reproduce", help="both protocols, seeds 0-2, and the baseline (the model card's table)")
@@ -382,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         return 0
-    except TrainingError as exc:
+    except (TrainingError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -119,6 +119,8 @@ def test_command_line_trains_and_scores(landcover_root: Path, tmp_path: Path, ca
     assert "baseline on landcover_deepglobe" in capsys.readouterr().out
     assert bare.main(["eval", "--data", str(tmp_path / "nowhere"), "--model", "baseline"]) == 1
     assert "land-cover sets" in capsys.readouterr().err
+    assert bare.main(["eval", "--data", str(landcover_root), "--model", str(tmp_path / "missing.pt")]) == 1
+    assert "nor an existing file" in capsys.readouterr().err
 
 
 def test_reproduce_scores_every_fold_against_the_baseline(landcover_root: Path, tmp_path: Path) -> None:
