@@ -172,29 +172,22 @@ class BareScore:
     tiles: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        p, o = self.pixel, self.objects
-        return {
-            "pixel": {"precision": p.precision, "recall": p.recall, "f1": p.f1, "iou": p.iou,
-                      "tp": p.tp, "fp": p.fp, "fn": p.fn},
-            "object": {"precision": o.precision, "recall": o.recall, "predicted": o.predicted, "hits": o.hits,
-                       "true": o.true, "found": o.found},
-            "tiles": self.tiles,
-        }
+        return {"pixel": self.pixel.as_dict(), "object": self.objects.as_dict(), "tiles": self.tiles}
 
 
 def tiles_at(tiles: Sequence[LandcoverTile], resolution_m: float | None) -> list[LandcoverTile]:
     """``tiles`` resampled whole to ``resolution_m`` (image by area averaging, masks by nearest); None = as they are."""
     if resolution_m is None:
         return list(tiles)
+    import torch
+    import torch.nn.functional as F
+
     out = []
     for t in tiles:
         h, w = t.bare.shape
         side = (max(16, round(h * t.resolution_m / resolution_m)), max(16, round(w * t.resolution_m / resolution_m)))
         rows = (np.arange(side[0]) * h / side[0]).astype(np.intp)
         cols = (np.arange(side[1]) * w / side[1]).astype(np.intp)
-        import torch
-        import torch.nn.functional as F
-
         img = F.interpolate(torch.from_numpy(t.image.astype(np.float32))[None], size=side, mode="area")[0].numpy()
 
         def pick(m: np.ndarray | None, rows: np.ndarray = rows, cols: np.ndarray = cols) -> np.ndarray | None:
