@@ -133,6 +133,9 @@ class ChangeNetConfig:
     # the siamese encoder: "mnv3" (MobileNetV3-Large, the shipped network) or "lite0" (EfficientNet-Lite0; the
     # default, so that weights files written before this option load as what they are)
     encoder: str = "lite0"
+    # context at stride 16: a residual block of depthwise 3x3 convolutions dilated 2, 4 and 8 (about ±224 px),
+    # so that a pixel inside a large uniform site sees the site's edges; its last 1x1 starts at zero
+    context: bool = False
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -328,10 +331,26 @@ def encoder_block_count(config: ChangeNetConfig) -> int:
     return _ENCODER_CLASSES[config.encoder].block_count(config)
 
 
-def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:
+def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), groups=groups, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
     )
+
+
+class _Context(nn.Module):
+    """``x + pointwise(dw3x3 dilated 8(dw3x3 dilated 4(dw3x3 dilated 2(x))))``; the pointwise starts at zero, so a
+    new block leaves the network as it was (``ChangeNetConfig.context``)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.spread = nn.Sequential(*(_conv_bn_relu(c, c, 3, groups=c, dilation=d) for d in (2, 4, 8)))
+        self.mix = nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(self.spread(x))
 
 
 class ChangeNet(nn.Module):
@@ -354,6 +373,7 @@ class ChangeNet(nn.Module):
             nn.Sequential(_conv_bn_relu(c, c, 3, groups=c), _conv_bn_relu(c, c)) for c in d
         )
         self.head = nn.Conv2d(d[0], 1, 1)
+        self.context = _Context(d[3]) if self.config.context else None
         if self.config.ground_head:
             self.ground_lateral = nn.ModuleList(_conv_bn_relu(c, _GROUND_CHANNELS) for c in tap_channels[1:])
             self.ground_out = nn.Conv2d(_GROUND_CHANNELS, 1, 1)
@@ -403,6 +423,8 @@ class ChangeNet(nn.Module):
             fb, fa = f[:b], f[b:]
             fused.append(fuse(torch.cat([fb, fa, (fa - fb).abs()], dim=1)))
         y = self.refine[3](fused[3])
+        if self.context is not None:
+            y = self.context(y)
         for i in (2, 1, 0):
             up = F.interpolate(self.lateral[i](y), size=fused[i].shape[-2:], mode="bilinear", align_corners=False)
             y = self.refine[i](fused[i] + up)

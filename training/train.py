@@ -113,6 +113,7 @@ class ModelConfig:
     encoder_blocks: int = 8  # EfficientNet-Lite0 blocks: 8 (lite0 only; the default) or 11 (+ stage 5 at stride 16)
     nir: bool = False  # use near-infrared where a sample has it (synthetic scenes, OSCD): a stem filter of its own
     encoder: str = "lite0"  # "lite0" (EfficientNet-Lite0) or "mnv3" (aerial MobileNetV3-Large: the shipped recipe)
+    context: bool = False  # dilated depthwise context block at stride 16 (ChangeNetConfig.context)
 
 
 @dataclass(frozen=True)
@@ -540,7 +541,7 @@ def train(
     net, enc_prov = build_network(
         config=ChangeNetConfig(decoder_channels=cfg.model.decoder_channels, ground_head=bool(cfg.data.ground_sets),
                                encoder_blocks=cfg.model.encoder_blocks, nir=cfg.model.nir,
-                               encoder=cfg.model.encoder),
+                               encoder=cfg.model.encoder, context=cfg.model.context),
         pretrained=cfg.model.pretrained
     )
     if cfg.model.freeze_blocks:

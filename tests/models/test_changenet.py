@@ -303,3 +303,27 @@ def test_the_shipped_encoder_start_is_the_installed_aerial_file(monkeypatch: pyt
     assert {k.removeprefix("features.") for k in state} == set(ref)
     net, _ = build_network(config=ChangeNetConfig(encoder="mnv3"), pretrained=True)
     torch.testing.assert_close(net.encoder.features[6].block[0][0].weight, state["features.6.block.0.0.weight"])
+
+
+def test_the_context_block_starts_as_the_network_without_it_and_round_trips(tmp_path: Path) -> None:
+    """``context: true`` adds a dilated stride-16 block whose output starts at zero: the same weights otherwise give
+    the same output; it trains, and a file with it loads as what it is (files without the key load without it)."""
+    torch.manual_seed(0)
+    plain = ChangeNet(ChangeNetConfig(encoder="mnv3")).eval()
+    ctx = ChangeNet(ChangeNetConfig(encoder="mnv3", context=True)).eval()
+    missing, unexpected = ctx.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("context.") for k in missing)
+    x = torch.rand(1, 2, 3, 64, 80)
+    with torch.inference_mode():
+        torch.testing.assert_close(ctx(x), plain(x))
+    ctx.train()
+    ctx(x).mean().backward()
+    assert ctx.context is not None and float(ctx.context.mix.weight.grad.abs().sum()) > 0
+    with torch.no_grad():
+        ctx.context.mix.weight.normal_(0.0, 0.1)
+    save_weights(ctx, tmp_path / "ctx.pt", {"name": "ctx"})
+    back, _ = load_weights(tmp_path / "ctx.pt")
+    assert back.config.context and ChangeNetConfig.from_mapping({"encoder": "mnv3"}).context is False
+    with torch.inference_mode():
+        torch.testing.assert_close(back.eval()(x), ctx.eval()(x))
+        assert not torch.allclose(back(x), plain(x))

@@ -165,6 +165,16 @@ def test_the_config_chooses_the_encoder_depth(tmp_path: Path) -> None:
     assert net.config.encoder_blocks == 11 and len(net.encoder._blocks) == 11
 
 
+def test_the_config_adds_the_context_block_and_trains_it(tmp_path: Path) -> None:
+    from models.changenet import load_weights
+
+    cfg = _smoke(steps=3, log_every=1, warmup=1)
+    res = train(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, context=True)), tmp_path / "c.pt")
+    net, _ = load_weights(res.weights)
+    assert net.config.context and net.context is not None
+    assert float(net.context.mix.weight.abs().sum()) > 0  # started at zero, moved by training
+
+
 def _nir_config(fake_data: Path, dropout: float) -> TrainConfig:
     base = _smoke(steps=3, log_every=1)
     return dataclasses.replace(
