@@ -60,6 +60,8 @@ class PatchQuery:
     min_priority: int | None = None
     scan_id: int | None = None
     priority_zone: ZoneFilter | None = None  # a zone id, or "any"
+    # the detector's patch confidence (mean change probability) at least this; patches without one do not match
+    min_confidence: float | None = None
 
 
 def search_patches(scope: DistrictScope, query: PatchQuery) -> Select[tuple[Patch]]:
@@ -92,6 +94,8 @@ def search_patches(scope: DistrictScope, query: PatchQuery) -> Select[tuple[Patc
         stmt = stmt.where(Patch.scan_id == query.scan_id)
     if query.priority_zone is not None:
         stmt = stmt.where(zone_filter(query.priority_zone))
+    if query.min_confidence is not None:
+        stmt = stmt.where(Patch.confidence >= query.min_confidence)
     return stmt
 
 

@@ -25,6 +25,7 @@ NaN here and ``null`` in JSON reports, never silently 0 or 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "PixelCounts",
     "min_area_px",
     "score_objects",
+    "score_objects_by_confidence",
     "score_pixels",
 ]
 
@@ -181,31 +183,70 @@ def score_objects(
             ``truth & valid``; predicted objects from the whole ``pred`` (their area is their full size).
         min_area_px: predicted objects with fewer pixels are dropped before scoring.
     """
-    pred, truth, valid = _check(pred, truth, valid)
-    if min_area_px < 1:
-        raise ValueError(f"min_area_px must be >= 1, got {min_area_px!r}")
-    p_lab, n_p = ndimage.label(pred, structure=_EIGHT)
-    t_lab, n_t = ndimage.label(truth & valid, structure=_EIGHT)
-    p_area = np.bincount(p_lab.ravel(), minlength=n_p + 1)
-    p_area_valid = np.bincount(p_lab[valid], minlength=n_p + 1)
-    keep = (p_area >= min_area_px) & (p_area_valid > 0)
-    keep[0] = False
-    dropped = int(np.count_nonzero(p_area[1:] < min_area_px))
-    n_kept = int(np.count_nonzero(keep))
-    if n_kept == 0 or n_t == 0:
-        return ObjectCounts(predicted=n_kept, true=n_t, dropped_small=dropped)
-    t_area = np.bincount(t_lab.ravel(), minlength=n_t + 1)
-    both = valid & (p_lab > 0) & (t_lab > 0) & keep[p_lab]
-    # sparse intersection table: one entry per (predicted, true) pair that overlaps
-    pairs, inter = np.unique(p_lab[both].astype(np.int64) * (n_t + 1) + t_lab[both], return_counts=True)
-    pi, ti = pairs // (n_t + 1), pairs % (n_t + 1)
-    iou = inter / (p_area_valid[pi] + t_area[ti] - inter)
-    cover = inter / t_area[ti]
-    hit = (iou >= HIT_IOU) | (cover >= HIT_COVER)
-    return ObjectCounts(
-        predicted=n_kept,
-        hits=int(np.unique(pi[hit]).size),
-        true=n_t,
-        found=int(np.unique(ti[hit]).size),
-        dropped_small=dropped,
-    )
+    t = _ObjectTable.of(pred, truth, valid, min_area_px)
+    return t.counts(t.keep)
+
+
+def score_objects_by_confidence(
+    pred: np.ndarray, prob: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None, *,
+    min_area_px: int = 1, cuts: Sequence[float] = (0.5,)
+) -> list[ObjectCounts]:
+    """:func:`score_objects` once per cut in ``cuts``, keeping only the predicted objects whose confidence (the mean
+    of ``prob`` float ``(h, w)`` over the object's pixels, as the detector's patch ``confidence``) is at least
+    the cut: how precision and recall move when an inspector skips the less sure patches."""
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.shape != np.shape(pred):
+        raise ValueError(f"prob must have pred's shape {np.shape(pred)!r}, got {prob.shape!r}")
+    t = _ObjectTable.of(pred, truth, valid, min_area_px)
+    mean = np.bincount(t.p_lab.ravel(), weights=prob.ravel(), minlength=t.p_area.size) / np.maximum(t.p_area, 1)
+    return [t.counts(t.keep & (mean >= cut)) for cut in cuts]
+
+
+@dataclass(frozen=True)
+class _ObjectTable:
+    """The objects of one pair under :data:`OBJECT_RULE`: predicted labels and sizes, which are kept, and the
+    (predicted, true) pairs that hit."""
+
+    p_lab: np.ndarray
+    p_area: np.ndarray
+    keep: np.ndarray  # per predicted label (0 = background, never kept)
+    n_true: int
+    dropped: int
+    hit_p: np.ndarray  # predicted label of each hitting pair
+    hit_t: np.ndarray  # true label of each hitting pair
+
+    @classmethod
+    def of(cls, pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None, min_area_px: int) -> _ObjectTable:
+        pred, truth, valid = _check(pred, truth, valid)
+        if min_area_px < 1:
+            raise ValueError(f"min_area_px must be >= 1, got {min_area_px!r}")
+        p_lab, n_p = ndimage.label(pred, structure=_EIGHT)
+        t_lab, n_t = ndimage.label(truth & valid, structure=_EIGHT)
+        p_area = np.bincount(p_lab.ravel(), minlength=n_p + 1)
+        p_area_valid = np.bincount(p_lab[valid], minlength=n_p + 1)
+        keep = (p_area >= min_area_px) & (p_area_valid > 0)
+        keep[0] = False
+        dropped = int(np.count_nonzero(p_area[1:] < min_area_px))
+        none = np.zeros(0, dtype=np.int64)
+        if not keep.any() or n_t == 0:
+            return cls(p_lab, p_area, keep, n_t, dropped, none, none)
+        t_area = np.bincount(t_lab.ravel(), minlength=n_t + 1)
+        both = valid & (p_lab > 0) & (t_lab > 0) & keep[p_lab]
+        # sparse intersection table: one entry per (predicted, true) pair that overlaps
+        pairs, inter = np.unique(p_lab[both].astype(np.int64) * (n_t + 1) + t_lab[both], return_counts=True)
+        pi, ti = pairs // (n_t + 1), pairs % (n_t + 1)
+        iou = inter / (p_area_valid[pi] + t_area[ti] - inter)
+        cover = inter / t_area[ti]
+        hit = (iou >= HIT_IOU) | (cover >= HIT_COVER)
+        return cls(p_lab, p_area, keep, n_t, dropped, pi[hit], ti[hit])
+
+    def counts(self, kept: np.ndarray) -> ObjectCounts:
+        """The tallies when only the predicted labels ``kept`` (a subset of :attr:`keep`) count."""
+        on = kept[self.hit_p]
+        return ObjectCounts(
+            predicted=int(np.count_nonzero(kept)),
+            hits=int(np.unique(self.hit_p[on]).size),
+            true=self.n_true,
+            found=int(np.unique(self.hit_t[on]).size),
+            dropped_small=self.dropped,
+        )

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import ObjectCounts, PixelCounts, min_area_px, score_objects, score_pixels
+from training.metrics import (
+    ObjectCounts,
+    PixelCounts,
+    min_area_px,
+    score_objects,
+    score_objects_by_confidence,
+    score_pixels,
+)
 
 
 def _mask(shape: tuple[int, int], *boxes: tuple[int, int, int, int]) -> np.ndarray:
@@ -108,3 +115,24 @@ def test_empty_and_pooled_objects() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="one shape"):
         score_pixels(np.zeros((3, 3), bool), np.zeros((3, 4), bool))
+
+
+def test_objects_by_confidence_skip_the_less_sure_patches() -> None:
+    truth = _mask((20, 40), (2, 6, 2, 6), (2, 6, 8, 12), (12, 16, 20, 24))
+    # the first prediction covers the first two true objects (sure), the second the third (unsure), the third
+    # is a false alarm (half sure, half not: its mean decides)
+    pred = _mask((20, 40), (1, 7, 1, 13), (12, 16, 20, 24), (15, 19, 30, 38))
+    prob = np.where(pred, 0.55, 0.1)
+    prob[1:7, 1:13] = 0.9
+    prob[15:19, 30:34], prob[15:19, 34:38] = 0.9, 0.6  # mean 0.75
+    every, sure, surest, none = score_objects_by_confidence(pred, prob, truth, cuts=(0.0, 0.7, 0.8, 0.95))
+    plain = score_objects(pred, truth)
+    assert (every.predicted, every.hits, every.found, every.true) == (plain.predicted, plain.hits, plain.found, 3)
+    assert (every.predicted, every.hits, every.found) == (3, 2, 3)
+    assert (sure.predicted, sure.hits, sure.found) == (2, 1, 2)  # the unsure hit goes, the 0.75 false alarm stays
+    assert (surest.predicted, surest.hits, surest.found) == (1, 1, 2) and surest.precision == 1.0
+    assert (none.predicted, none.found, none.true) == (0, 0, 3) and math.isnan(none.precision)
+    small = score_objects_by_confidence(pred, prob, truth, min_area_px=20, cuts=(0.0,))[0]
+    assert (small.predicted, small.dropped_small) == (2, 1)  # the 16 px object is under the minimum area
+    with pytest.raises(ValueError, match="prob must have"):
+        score_objects_by_confidence(pred, prob[:5], truth)

@@ -107,6 +107,9 @@ async def patch_query(
     min_priority: int | None = None,
     scan_id: int | None = None,
     priority_zone: Annotated[str | None, Query(description="A priority-zone id, or any: patches inside it")] = None,
+    min_confidence: Annotated[float | None, Query(
+        ge=0, le=1, description="The detector's confidence (mean change probability of the patch, 0-1) at least "
+                                "this; patches without one (imported without it) do not match")] = None,
 ) -> PatchQuery:
     """The filters shared by ``GET /patches`` and the exports (pure parsing: ``async`` keeps it off the thread pool)."""
     known = {c.value for c in Category}
@@ -114,7 +117,8 @@ async def patch_query(
         if value not in known:
             raise InvalidInputError(f"unknown category {value!r}; use one of {', '.join(sorted(known))}")
     return PatchQuery(district, tuple(category or ()), review_status, verdict, after_from, after_to, min_area_m2,
-                      parse_bbox(bbox), min_priority, scan_id, parse_zone_filter(priority_zone))  # fmt: skip
+                      parse_bbox(bbox), min_priority, scan_id, parse_zone_filter(priority_zone),
+                      min_confidence)  # fmt: skip
 
 
 @router.get("", response_model=PatchesPublic, summary="Patches, highest priority first")

@@ -95,11 +95,13 @@ function showImagery() {
 function listFilters() {
   const data = Object.fromEntries(new FormData($("filters")));
   const mu = parseFloat(data.min_area_mu);
+  const conf = parseFloat(data.min_confidence);
   return {
     district: data.district, category: data.category, review_status: data.review_status,
     priority_zone: data.priority_zone,
     after_from: data.after_from, after_to: data.after_to,
     min_area_m2: Number.isFinite(mu) && mu > 0 ? (mu * 666.67).toFixed(1) : "",
+    min_confidence: Number.isFinite(conf) && conf > 0 ? String(Math.min(conf, 1)) : "",
   };
 }
 
@@ -120,6 +122,7 @@ function sortFeatures() {
   const props = state.features.map((f) => f.properties);
   if (sort === "area") props.sort((a, b) => b.area_m2 - a.area_m2);
   else if (sort === "date") props.sort((a, b) => (b.after_date || "").localeCompare(a.after_date || "") || b.priority - a.priority);
+  else if (sort === "confidence") props.sort((a, b) => (b.confidence ?? -1) - (a.confidence ?? -1) || b.priority - a.priority);
   return props; // "priority": the server's order (priority, then area)
 }
 
@@ -136,7 +139,7 @@ function renderList() {
     item.innerHTML = `<span class="swatch" style="background:${CATEGORY_COLOURS[p.category] || "#888"}"></span>`
       + `<span class="code">${escape(p.patch_code)}</span><span class="cat">${escape(t(`cat.${p.category}`))}</span>`
       + `<span class="meta">${p.area_mu.toFixed(1)} ${getLang() === "en" ? "mu" : "亩"} · ${escape(p.after_date || "")}`
-      + `${zoneBadge(p.priority_zone_id)}</span>`
+      + `${p.confidence == null ? "" : ` · ${escape(t("a.confidence"))} ${p.confidence.toFixed(2)}`}${zoneBadge(p.priority_zone_id)}</span>`
       + `<span class="status status-${escape(p.review_status)}">${escape(status)}</span>`;
     item.addEventListener("click", () => openPatch(p.id).catch(report));
     return item;

@@ -40,6 +40,22 @@ def test_list_filters_and_paging(client, auth, add_patches):
     assert bad.status_code == 422 and "'bad'" in bad.json()["detail"]
 
 
+def test_min_confidence_keeps_the_surer_detections(client, auth, settings, add_patches):
+    ids = add_patches([A, B, C])
+    _set(settings, ids[:1], confidence=0.92)
+    _set(settings, ids[1:2], confidence=0.61)
+    _set(settings, ids[2:], confidence=None)  # imported without one
+    assert {p["id"] for p in _list(client, auth, min_confidence=0.8)["data"]} == {ids[0]}
+    assert {p["id"] for p in _list(client, auth, min_confidence=0.6)["data"]} == set(ids[:2])
+    assert _list(client, auth)["count"] == 3  # no filter: every patch, with or without a confidence
+    for bad in ("1.5", "-0.1", "high"):
+        response = client.get("/api/v1/patches", headers=auth("viewer"), params={"min_confidence": bad})
+        assert response.status_code == 422, bad
+    export = client.get("/api/v1/exports/patches", headers=auth("viewer"), params={"min_confidence": 0.8})
+    assert export.status_code == 200, export.text
+    assert [f["properties"]["confidence"] for f in export.json()["features"]] == [0.92]
+
+
 def test_detail_and_scoping(client, auth, add_patches):
     (pid,) = add_patches([A])
     response = client.get(f"/api/v1/patches/{pid}", headers=auth("inspector"))

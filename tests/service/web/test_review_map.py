@@ -69,6 +69,15 @@ def test_filter_the_list(kit):
     page.select_option("#filters select[name=sort]", "area")
     areas = [float(t.split()[0]) for t in page.locator("#list .meta").all_text_contents()]
     assert areas == sorted(areas, reverse=True)
+    page.select_option("#filters select[name=sort]", "confidence")
+    shown = [float(t.split("置信度")[1].split()[0]) for t in page.locator("#list .meta").all_text_contents()]
+    assert shown == sorted(shown, reverse=True) and len(shown) == 5
+    page.fill("#filters input[name=min_confidence]", "0.78")  # the world's patches have 0.90, 0.85 … 0.70
+    page.dispatch_event("#filters input[name=min_confidence]", "change")
+    page.wait_for_function("document.querySelectorAll('#list li').length === 3")
+    page.fill("#filters input[name=min_confidence]", "")
+    page.dispatch_event("#filters input[name=min_confidence]", "change")
+    page.wait_for_function("document.querySelectorAll('#list li').length === 5")
     page.fill("#filters input[name=after_from]", "2025-01-01")
     page.dispatch_event("#filters input[name=after_from]", "change")
     page.wait_for_function("document.querySelectorAll('#list li').length === 0")
