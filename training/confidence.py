@@ -5,8 +5,8 @@ The detector gives every patch a ``confidence``: the mean change probability of 
 it (``GET /patches?min_confidence=``, the map's 最低置信度) and the map list sorts by it. This scores, per set, the
 predicted objects (:data:`training.metrics.OBJECT_RULE`, at the model's threshold and ``--min-area-m2``) whose mean
 probability is at least each cut in ``--cuts``: how many of the patches an inspector would skip were false alarms,
-and how many true sites would be lost with them. Pixel scores do not move with the cut and are not repeated here
-(``soilwatch eval`` has them).
+and how many true sites would be lost with them. Pixel scores are not computed here (``soilwatch eval`` has them,
+for every patch).
 
     python -m training.confidence --model changenet --data ../shared/data --sets levircd_bit --json conf.json
 
