@@ -7,6 +7,9 @@ pixel and loses to it on the one 10 m Sentinel-2 set (``models/weights/MODEL_CAR
 - ``baseline`` for coarser imagery, for one date (the learned model has no single-date mode), and when a
   baseline configuration (``--model-config``) was given, since those settings are the baseline's.
 
+A configuration that holds only ChangeNet settings (``scales``) is the learned model's: it goes with ``changenet``
+and is left out, with a log line, where the baseline runs.
+
 There is no labelled set between 2 and 10 m, so the 5 m limit is a judgement, not a measurement.
 """
 
@@ -61,6 +64,14 @@ def resolve_options(options: DetectOptions, before: str | Path | None) -> Detect
     if before is not None:
         info = inspect_raster(before, bands=options.bands_before, limits=options.limits, name=str(before))
         resolution = ground_resolution_m(info.grid)
-    name, why = choose_model(resolution, two_dates=before is not None, has_config=bool(options.model_config))
+    from models.builtin import CHANGENET_SETTINGS
+
+    config = options.model_config
+    learned_config = bool(config) and set(config or {}) <= CHANGENET_SETTINGS
+    name, why = choose_model(resolution, two_dates=before is not None, has_config=bool(config) and not learned_config)
     log.info("model auto: %s", why)
+    if learned_config and name != LEARNED:
+        log.info("model auto: the %s settings %s do not apply to the %s and are left out",
+                 LEARNED, sorted(config or {}), name)
+        return replace(options, model=name, model_config=None)
     return replace(options, model=name)

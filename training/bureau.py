@@ -751,8 +751,9 @@ def finetune(
     net, init_meta, init_path = load_init(init)
     name = str(init_meta.get("name", "changenet"))
 
-    def as_model() -> TorchChangeModel:
-        return TorchChangeModel(net, name=name, meta=init_meta, device=dev.type, num_threads=cfg.threads)
+    def as_model(scales: tuple[float, ...] | None = None) -> TorchChangeModel:
+        return TorchChangeModel(net, name=name, meta=init_meta, device=dev.type, num_threads=cfg.threads,
+                                scales=scales)
 
     t0 = time.time()
     scene = load_scene(before, after, labels, model=as_model(), holdout=holdout, bands_before=bands_before,
@@ -770,7 +771,9 @@ def finetune(
             say("no --holdout: nothing is measured; pass e.g. --holdout east:0.3 (with --labels) to see whether "
                 "the fine-tune helps")
         if cfg.self_train:
-            pseudo = scene.make_pseudo_labels(as_model(), hi=cfg.pseudo_hi, lo=cfg.pseudo_lo)
+            # one scale, as self-training was measured (MODEL_CARD.md "Self-training"): the half scale's larger
+            # probabilities would make more pixels confident change, an untested recipe
+            pseudo = scene.make_pseudo_labels(as_model((1.0,)), hi=cfg.pseudo_hi, lo=cfg.pseudo_lo)
             say(f"self-training: pseudo-labels from the init model: {pseudo['change_share']:.2%} change "
                 f"(p >= {cfg.pseudo_hi:g}), {pseudo['no_change_share']:.2%} no change (p <= {cfg.pseudo_lo:g}), "
                 f"{pseudo['ignored_share']:.2%} ignored; windows from the whole overlap")

@@ -167,8 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "SOILWATCH_SHARED_DATA, else ../shared/data as soilwatch train)")
     ap.add_argument("--synthetic", type=int, default=8, help="synthetic nuisance scenes (512², default 8)")
     ap.add_argument("--resolution", type=float, default=1.0, help="land-cover pairs' resolution, m (default 1)")
+    ap.add_argument("--model-config", default=None, help="YAML file of model settings given to every --model, as "
+                    "soilwatch eval's (e.g. 'scales: [1.0]' runs ChangeNet at one scale)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
+    config = None
+    if args.model_config:
+        from detector.cli.options import load_model_config
+
+        config = load_model_config(Path(args.model_config))
     pairs = list(synthetic_pairs(args.synthetic))
     root = Path(args.data or os.environ.get("SOILWATCH_SHARED_DATA") or "../shared/data")
     if any((root / s).is_dir() for s in ("landcover_loveda", "landcover_deepglobe")):
@@ -181,9 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "data": str(root),
                            "synthetic_seed_base": SYNTHETIC_SEED_BASE, "models": {}}
     for spec in args.model or ["changenet", "baseline"]:
-        model = load_model(spec)
+        model = load_model(spec) if config is None else load_model(spec, config=config)
         res = score_model(model, pairs)
-        out["models"][spec] = {"label": model.info.label, "sha256": model.info.extra.get("sha256"), **res}
+        out["models"][spec] = {"label": model.info.label, "sha256": model.info.extra.get("sha256"),
+                               "scales": model.info.extra.get("scales"), **res}
         for kind in ("synthetic", "landcover"):
             if kind in res:
                 r = res[kind]

@@ -6,7 +6,9 @@ For every leave-one-set-out config (``training/configs/changenet_loso_*.yaml``) 
 config is the shipped recipe with only its name and scored sets changed, scores the shipped weights, which are the
 same model), scores it on its held-out set, scores the spectral baseline on the same set, and prints one Markdown
 row per model as in ``models/weights/MODEL_CARD.md``. About 20 minutes on 2 CPU cores. ``--as-detected`` scores the
-map ``soilwatch detect`` writes instead of the bare thresholded one (``soilwatch eval --as-detected``).
+map ``soilwatch detect`` writes instead of the bare thresholded one (``soilwatch eval --as-detected``). ChangeNet runs
+at its default scales (1 and 0.5 since 2026-12-08); ``--scales 1`` scores it at one scale, as the card's tables
+dated earlier were.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def heldout_rows(
     shipped: tuple[Path, Path] | None = None,
     say: Callable[[str], None] = print,
     as_detected: bool = False,
+    scales: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
     """Train (or reuse) and score each leave-one-set-out config; returns one dict per held-out set with the
     model's and the baseline's scores. ``shipped``: (its config, its weights) to reuse for an identical recipe.
-    ``as_detected``: score as :func:`training.evaluate.evaluate` does with that flag."""
+    ``as_detected``: score as :func:`training.evaluate.evaluate` does with that flag. ``scales``: the scales ChangeNet
+    runs at (None: its default, :data:`models.changenet.DEFAULT_SCALES`)."""
     from models import get_model
     from models.changenet import load_change_model
     from training.data import index_data
@@ -74,11 +78,13 @@ def heldout_rows(
             train(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_sets=())), weights, root=data,
                   command=f"python -m training.reproduce ({path.name})", progress=say)  # fmt: skip
             source = str(weights)
-        model = evaluate(load_change_model(weights), index, spec=str(weights), as_detected=as_detected).as_dict()
+        change_model = load_change_model(weights, scales=scales)
+        model = evaluate(change_model, index, spec=str(weights), as_detected=as_detected).as_dict()
         base = evaluate(baseline, index, spec="baseline", as_detected=as_detected).as_dict()
         for name in cfg.data.eval_sets:
             rows.append({"set": name, "config": path.name, "weights": source, "as_detected": as_detected,
-                         "model": model["sets"][name], "baseline": base["sets"][name]})  # fmt: skip
+                         "scales": list(change_model.scales), "model": model["sets"][name],
+                         "baseline": base["sets"][name]})  # fmt: skip
             say(markdown_row(f"**{name}** ChangeNet held out", model["sets"][name]))
             say(markdown_row(f"{name} baseline", base["sets"][name]))
     return rows
@@ -91,14 +97,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--as-detected", action="store_true",
                         help="score the map soilwatch detect writes (as soilwatch eval --as-detected)")
+    parser.add_argument("--scales", type=float, nargs="+", default=None,
+                        help="scales ChangeNet runs at (default: its own, 1 and 0.5; '--scales 1' gives the "
+                        "one-scale tables dated before 2026-12-08)")
     args = parser.parse_args(argv)
-    from models.changenet import SHIPPED_WEIGHTS
+    from models.changenet import SHIPPED_WEIGHTS, check_scales
     from training.errors import TrainingError
+
+    if args.scales is not None:
+        try:
+            check_scales(args.scales)
+        except ValueError as exc:
+            parser.error(str(exc))  # exits 2 before anything is trained
 
     configs = sorted(CONFIGS.glob("changenet_loso_*.yaml"))
     try:
         rows = heldout_rows(configs, args.out, root=args.data, shipped=(SHIPPED_CONFIG, SHIPPED_WEIGHTS),
-                            as_detected=args.as_detected)
+                            as_detected=args.as_detected, scales=args.scales)
     except (TrainingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,9 @@ def test_resolve_reads_the_before_image(tif: Callable[..., Path]) -> None:
     assert resolve_options(DetectOptions(), coarse).model == "baseline"
     assert resolve_options(DetectOptions(), None).model == "baseline"
     assert resolve_options(DetectOptions(model_config={"w_change": 2.0}), fine).model == "baseline"
+    one_scale = DetectOptions(model_config={"scales": [1.0]})  # ChangeNet's own setting: it goes with changenet
+    assert resolve_options(one_scale, fine) == replace(one_scale, model="changenet")
+    assert resolve_options(one_scale, coarse) == replace(one_scale, model="baseline", model_config=None)
     assert resolve_options(DetectOptions(model="baseline"), fine).model == "baseline"  # a named model stays
     with pytest.raises(DetectorError):
         resolve_options(DetectOptions(), tif("no_crs.tif", before, crs=None))

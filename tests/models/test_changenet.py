@@ -12,7 +12,9 @@ import torch
 
 from models import ChangeModel, WeightsError, get_model, list_models, load_model
 from models.changenet import (
+    DEFAULT_SCALES,
     ENCODERS,
+    MIN_SCALED_PX,
     SHIPPED_WEIGHTS,
     STRIDE,
     ChangeNet,
@@ -25,6 +27,8 @@ from models.changenet import (
 from tests.fixtures import shared_data
 
 RGB = ["red", "green", "blue"]
+#: the model card's table of the shipped model on every set (``soilwatch eval --model changenet``, default scales)
+SHIPPED_EVAL = SHIPPED_WEIGHTS.parent / "eval" / "shipped_2026-12-08.eval.json"
 
 # Probabilities of the shipped weights on _golden_input() at a few pixels, and the mean (see test below).
 GOLDEN_PIXELS = ((0, 5, 7), (0, 30, 35), (0, 40, 33), (1, 20, 60), (1, 63, 0))
@@ -191,25 +195,78 @@ def test_sidecar_records_provenance() -> None:
     assert side["pretrained_encoder"]["licence"] == "MIT" and side["config"]["model"]["encoder"] == "mnv3"
 
 
-@pytest.mark.realdata
-def test_shipped_weights_keep_their_scores_on_shared_data() -> None:
-    """Re-evaluates the shipped weights on the two small sets (14 pairs of 256 x 256, seconds; the big ones take a
-    minute on 2 cores); pixel F1 and object recall may not fall below the sidecar's in-sample figures minus a margin."""
+SMALL_SETS = ("dsifn_changeformer", "levircd_bit")  # 14 pairs of 256 x 256: seconds (the big ones take a minute)
+
+
+def _check_scores(model: ChangeModel, report_path: Path, sets_key: tuple[str, ...]) -> None:
+    """Re-evaluate ``model`` on the two small real sets; pixel F1 and object recall may not fall below those in the
+    report at ``report_path`` (``sets_key``: where its per-set scores are) minus a margin."""
     data = shared_data()
     if data is None:
         pytest.skip("real data not found: set SOILWATCH_SHARED_DATA to the shared/data folder")
     from training.data import index_data
     from training.evaluate import evaluate
 
-    side = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
-    small = ("dsifn_changeformer", "levircd_bit")
-    expected = {k: v for k, v in side["metrics"]["report"]["sets"].items() if k in small}
+    sets: dict[str, dict[str, dict[str, float]]] = json.loads(report_path.read_text())
+    for key in sets_key:
+        sets = sets[key]  # type: ignore[assignment]
+    expected = {k: v for k, v in sets.items() if k in SMALL_SETS}
     assert len(expected) == 2
-    report = evaluate(get_model("changenet"), index_data(data, sorted(expected))).as_dict()
+    report = evaluate(model, index_data(data, sorted(expected))).as_dict()
     for name, want in expected.items():
         got = report["sets"][name]
         assert got["pixel"]["f1"] >= want["pixel"]["f1"] - 0.02, name
         assert got["object"]["recall"] >= want["object"]["recall"] - 0.05, name
+
+
+@pytest.mark.realdata
+def test_shipped_weights_keep_their_training_scores_on_shared_data() -> None:
+    """The sidecar's in-sample figures, at the scales they were measured at (one, before two became the default)."""
+    side = json.loads(SHIPPED_WEIGHTS.with_suffix(".json").read_text())
+    scales = side["metrics"]["report"]["model"]["extra"].get("scales", [1.0])
+    _check_scores(get_model("changenet", scales=scales), SHIPPED_WEIGHTS.with_suffix(".json"),
+                  ("metrics", "report", "sets"))
+
+
+@pytest.mark.realdata
+def test_shipped_model_keeps_the_model_cards_scores_on_shared_data() -> None:
+    """The model as soilwatch detect runs it (two scales) against the card's table (SHIPPED_EVAL)."""
+    report = json.loads(SHIPPED_EVAL.read_text())
+    assert report["model"]["extra"]["scales"] == list(DEFAULT_SCALES)
+    _check_scores(get_model("changenet"), SHIPPED_EVAL, ("sets",))
+
+
+def test_two_scales_keep_the_larger_of_the_window_and_its_half_per_pixel() -> None:
+    """The default: each window also runs at half size (2 x 2 means) and the larger probability of the two (the half
+    one brought back bilinearly) is kept; a window whose half would be under MIN_SCALED_PX runs at one scale."""
+    x = np.kron(np.random.default_rng(5).random((2, 2, 3, 16, 20), dtype=np.float32), np.ones((1, 1, 1, 8, 8),
+                                                                                               np.float32))
+    x[0, 1, :, 30:70, 40:100] = np.array([0.75, 0.65, 0.5], np.float32)[:, None, None]  # a new site
+    two = get_model("changenet", num_threads=1)
+    one = get_model("changenet", num_threads=1, scales=[1.0])
+    assert two.scales == DEFAULT_SCALES == (1.0, 0.5) and two.info.extra["scales"] == [1.0, 0.5]
+    assert one.scales == (1.0,) and one.info.extra["scales"] == [1.0]
+    assert one.info.version == two.info.version + "+s1"  # patches say how they were made
+    full = one.predict(x, RGB)  # (2, 128, 160)
+    half = one.predict(x.reshape(2, 2, 3, 64, 2, 80, 2).mean(axis=(4, 6)), RGB)  # (2, 64, 80)
+    up = torch.nn.functional.interpolate(torch.from_numpy(half)[:, None], size=(128, 160), mode="bilinear",
+                                         align_corners=False)[:, 0].numpy()
+    got = two.predict(x, RGB)
+    np.testing.assert_allclose(got, np.maximum(full, up), atol=1e-5)
+    assert (up > full + 0.05).any() and (full > up + 0.05).any()  # both scales decide somewhere
+    small = x[:, :, :, : 2 * MIN_SCALED_PX - 2, :]  # its half is under MIN_SCALED_PX: one scale
+    np.testing.assert_allclose(two.predict(small, RGB), one.predict(small, RGB), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [({"scale": [1.0]}, "unknown changenet setting"), ({"scales": [1.5]}, "in \\(0, 1\\]"),
+     ({"scales": []}, "non-empty"), ({"scales": ["half"]}, "list of numbers")],
+)
+def test_a_changenet_configuration_holds_only_valid_scales(config: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        get_model("changenet", config=config)
+    assert load_model(SHIPPED_WEIGHTS, config={"scales": [0.5, 1]}).scales == (1.0, 0.5)
 
 
 def test_cpu_forward_passes_split_the_batch_without_changing_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,6 +107,24 @@ def test_existing_json_needs_overwrite(fake_data: Path, tmp_path: Path, test_mod
     assert "overall" in json.loads(out.read_text())
 
 
+def test_changenet_scales_come_from_the_model_config(
+    fake_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``scales: [1.0]`` runs ChangeNet at one scale and the report says so; a setting it lacks is a usage error."""
+    one = tmp_path / "one.yaml"
+    one.write_text("scales: [1.0]\n")
+    out = tmp_path / "r.json"
+    assert _run("--data", str(fake_data), "--sets", "pngset", "--model", "changenet", "--json", str(out)) == 0
+    assert json.loads(out.read_text())["model"]["extra"]["scales"] == [1.0, 0.5]  # the default
+    assert _run("--data", str(fake_data), "--sets", "pngset", "--model", "changenet", "--model-config", str(one),
+                "--json", str(out), "--overwrite") == 0
+    assert json.loads(out.read_text())["model"]["extra"]["scales"] == [1.0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("threshold: 0.3\n")
+    assert _run("--data", str(fake_data), "--model", "changenet", "--model-config", str(bad)) == 2
+    assert "unknown changenet setting" in capsys.readouterr().err
+
+
 def test_broken_file_is_one_line_error_exit_1(broken_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run("--data", str(broken_data)) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]

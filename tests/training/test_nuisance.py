@@ -69,3 +69,15 @@ def test_command_writes_both_kinds(landcover_root: Path, tmp_path: Path, capsys:
     assert "baseline landcover: 3 pairs" in capsys.readouterr().out
     assert main(["--data", str(tmp_path / "none"), "--synthetic", "1", "--model", "baseline"]) == 0
     assert "only the synthetic pairs" in capsys.readouterr().err
+
+
+def test_command_passes_the_model_config(tmp_path: Path) -> None:
+    """``--model-config`` reaches the model: ChangeNet at one scale is recorded as such, a wrong setting is an error."""
+    one, out = tmp_path / "one.yaml", tmp_path / "n.json"
+    one.write_text("scales: [1.0]\n")
+    none = str(tmp_path / "none")
+    assert main(["--data", none, "--synthetic", "1", "--model", "changenet", "--model-config", str(one),
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["models"]["changenet"]["scales"] == [1.0]
+    with pytest.raises(ValueError, match="unknown baseline settings"):
+        main(["--data", none, "--synthetic", "1", "--model", "baseline", "--model-config", str(one)])

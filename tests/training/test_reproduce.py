@@ -56,11 +56,18 @@ def test_trains_each_held_out_model_and_reuses_the_shipped_recipe(
     real = training.evaluate.detected_mask
     monkeypatch.setattr(training.evaluate, "detected_mask", lambda *a: calls.append(1) or real(*a))
     detected = heldout_rows([same_recipe], tmp_path / "runs", root=fake_data, shipped=(shipped_cfg, shipped_pt),
-                            say=lines.append, as_detected=True)  # fmt: skip
+                            say=lines.append, as_detected=True, scales=[1.0])  # fmt: skip
     assert detected[0]["as_detected"] is True and rows[0]["as_detected"] is False
+    assert detected[0]["scales"] == [1.0] and rows[0]["scales"] == [1.0, 0.5]  # the tables dated earlier: one scale
     assert len(calls) == 2  # the one tifset pair, for the model and for the baseline
 
 
 def test_missing_data_is_one_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_bad_scales_are_refused_before_any_training(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs"), "--scales", "2"])
+    assert exc.value.code == 2 and "(0, 1]" in capsys.readouterr().err and not (tmp_path / "runs").exists()
