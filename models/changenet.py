@@ -770,9 +770,7 @@ def _resize(t: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """``t`` (``(batch, dates, bands, h, w)``) resized to ``size`` on its last two axes."""
     b, d, c, h, w = t.shape
     flat = t.reshape(b, d * c, h, w)
-    out = F.interpolate(flat, size=size, mode=mode) if mode == "area" else F.interpolate(
-        flat, size=size, mode=mode, align_corners=False
-    )
+    out = F.interpolate(flat, size=size, mode=mode, align_corners=None if mode == "area" else False)
     return out.reshape(b, d, c, *size)
 
 
