@@ -171,11 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "soilwatch eval's (e.g. 'scales: [1.0]' runs ChangeNet at one scale)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
-    config = None
-    if args.model_config:
-        from detector.cli.options import load_model_config
+    from typer import BadParameter
 
-        config = load_model_config(Path(args.model_config))
+    from detector.cli.options import load_model_config
+
+    try:
+        config = load_model_config(Path(args.model_config) if args.model_config else None)
+    except BadParameter as exc:  # an unreadable or non-mapping file: a usage error, as in soilwatch eval
+        ap.error(exc.format_message())
     pairs = list(synthetic_pairs(args.synthetic))
     root = Path(args.data or os.environ.get("SOILWATCH_SHARED_DATA") or "../shared/data")
     if any((root / s).is_dir() for s in ("landcover_loveda", "landcover_deepglobe")):

@@ -81,3 +81,7 @@ def test_command_passes_the_model_config(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["models"]["changenet"]["scales"] == [1.0]
     with pytest.raises(ValueError, match="unknown baseline settings"):
         main(["--data", none, "--synthetic", "1", "--model", "baseline", "--model-config", str(one)])
+    (tmp_path / "list.yaml").write_text("- 1.0\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", none, "--model", "changenet", "--model-config", str(tmp_path / "list.yaml")])
+    assert exc.value.code == 2
